@@ -1,0 +1,1 @@
+"""Fallwerk engine: parsing, deploying and running BPMN models. Never imports Flask."""
