@@ -1,0 +1,45 @@
+"""The append-only audit trail: who did what, when, to which instance and task."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from .models import AuditEvent
+
+
+def record(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    instance_id: int | None = None,
+    task_id: str | None = None,
+    element_id: str | None = None,
+    changed_keys: Iterable[str] = (),
+    **detail,
+) -> AuditEvent:
+    event = AuditEvent(
+        at=at,
+        actor=actor,
+        action=action,
+        instance_id=instance_id,
+        task_id=task_id,
+        element_id=element_id,
+        changed_keys=",".join(sorted(changed_keys)),
+        detail=json.dumps(detail, default=str, sort_keys=True) if detail else "",
+    )
+    session.add(event)
+    return event
+
+
+def changed_keys(before: dict, after: dict) -> set[str]:
+    """Top-level data keys whose value was added, changed or removed."""
+    return {k for k in before.keys() | after.keys() if before.get(k, _MISSING) != after.get(k, _MISSING)}
+
+
+_MISSING = object()

@@ -1,0 +1,528 @@
+"""Running instances: start, complete, claim, message, cancel, fire timers, retry.
+
+Every public method is one change to one instance: it locks the instance row (FOR UPDATE on
+PostgreSQL; SQLite's write lock plus the optimistic `lock_version` check elsewhere), loads the
+workflow, acts, runs engine steps, saves state, mirrors, audits and flushes. The caller commits.
+
+An error while engine steps run never loses the instance: the state after the person's own act
+(the completed form, the received message) is saved, the failing step stays waiting, and an
+incident records what failed; `retry` runs the steps again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
+from SpiffWorkflow.task import TaskState
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit, mirror, serialization
+from .clock import Clock, engine_time
+from .deploy import latest_definition
+from .errors import (
+    ExpressionError,
+    FallwerkError,
+    NotFound,
+    PermissionDenied,
+    StaleTask,
+    ValidationFailed,
+)
+from .identity import get_user, groups_of
+from .models import Incident, ProcessDefinition, ProcessInstance, Task, Unit
+from .specs import DEFAULT_CACHE, SpecCache
+
+log = logging.getLogger(__name__)
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+SYSTEM = "system"
+
+
+def make_script_engine():
+    from .sandbox import SandboxScriptEngine
+
+    return SandboxScriptEngine()
+
+
+@dataclass
+class Runtime:
+    session: Session
+    clock: Clock = field(default_factory=Clock)
+    specs: SpecCache = field(default_factory=lambda: DEFAULT_CACHE)
+
+    # --- starting ------------------------------------------------------------------------------------
+    def start(self, key: str, *, user: str, data: dict | None = None, version: int | None = None) -> ProcessInstance:
+        definition = self._definition(key, version)
+        loaded = self.specs.get(definition)
+        data = dict(data or {})
+        _check_keys(data)
+        now = self.clock.now()
+        workflow = BpmnWorkflow(loaded.spec, loaded.subprocess_specs, script_engine=make_script_engine())
+        start_data = {"initiator": user, **data}
+        workflow.get_tasks(state=TaskState.READY)[0].data.update(start_data)
+        instance = ProcessInstance(
+            case_number=_case_number(now),
+            definition_id=definition.id,
+            process_key=definition.key,
+            status="running",
+            has_incident=False,
+            state_json="",
+            serializer_version=serialization.SERIALIZER_VERSION,
+            started_by=user,
+            started_at=now,
+            updated_at=now,
+            active_elements="",
+        )
+        instance.definition = definition
+        self.session.add(instance)
+        self.session.flush()
+        audit.record(self.session, at=now, actor=user, action="start", instance_id=instance.id,
+                     element_id=definition.key, changed_keys=start_data.keys(), version=definition.version)
+        self._advance(instance, workflow, actor=user)
+        return instance
+
+    # --- human tasks ---------------------------------------------------------------------------------
+    def complete(self, task_id: str, *, user: str, data: dict | None = None) -> ProcessInstance:
+        row = self._task_row(task_id)
+        instance, workflow = self._load_for_task(row, user)
+        spiff_task = workflow.get_task_from_id(UUID(task_id))
+        self._may_act(row, user)
+        clean = self.validate_task_data(row, spiff_task, dict(data or {}), loaded=self.specs.get(instance.definition))
+        before = dict(spiff_task.data)
+        spiff_task.data.update(clean)
+        now = self.clock.now()
+        with engine_time(self.clock):
+            spiff_task.run()
+        row.state, row.ended_at, row.completed_by, row.draft_json = "completed", now, user, None
+        if row.assignee is None:
+            row.assignee = user
+        audit.record(self.session, at=now, actor=user, action="complete", instance_id=instance.id,
+                     task_id=task_id, element_id=row.element_id,
+                     changed_keys=audit.changed_keys(before, spiff_task.data))
+        self._advance(instance, workflow, actor=user)
+        return instance
+
+    def save_draft(self, task_id: str, *, user: str, data: dict) -> Task:
+        import json
+
+        row = self._task_row(task_id)
+        if row.state != "open":
+            raise StaleTask(_stale_message(row), element_id=row.element_id)
+        self._may_act(row, user)
+        row.draft_json = json.dumps(data, ensure_ascii=False, default=str)
+        self.session.flush()
+        return row
+
+    def claim(self, task_id: str, *, user: str) -> Task:
+        row = self._open_row(task_id)
+        self._may_act(row, user, claiming=True)
+        if row.assignee not in (None, user):
+            raise StaleTask(f"task is already claimed by {row.assignee}", element_id=row.element_id)
+        return self._set_assignee(row, user, actor=user, action="claim")
+
+    def unclaim(self, task_id: str, *, user: str) -> Task:
+        row = self._open_row(task_id)
+        if row.assignee != user and not self._is_lead_for(row, user):
+            raise PermissionDenied("only the assignee can release this task", element_id=row.element_id)
+        return self._set_assignee(row, None, actor=user, action="unclaim")
+
+    def assign(self, task_id: str, *, assignee: str, user: str) -> Task:
+        """Hand a task over to a colleague who is a candidate for it."""
+        row = self._open_row(task_id)
+        if row.assignee not in (None, user) and not self._is_lead_for(row, user):
+            raise PermissionDenied("only the assignee or a unit lead can hand this task over",
+                                   element_id=row.element_id)
+        self._may_act(row, user, claiming=True)
+        self._may_act(row, assignee, claiming=True)
+        return self._set_assignee(row, assignee, actor=user, action="assign")
+
+    def _set_assignee(self, row: Task, assignee: str | None, *, actor: str, action: str) -> Task:
+        self._lock(row.instance_id)
+        self.session.refresh(row)
+        if row.state != "open":
+            raise StaleTask(_stale_message(row), element_id=row.element_id)
+        row.assignee = assignee
+        audit.record(self.session, at=self.clock.now(), actor=actor, action=action, instance_id=row.instance_id,
+                     task_id=row.id, element_id=row.element_id, assignee=assignee)
+        self.session.flush()
+        return row
+
+    # --- events --------------------------------------------------------------------------------------
+    def send_message(self, instance_id: int, name: str, *, user: str, payload: dict | None = None) -> ProcessInstance:
+        instance = self._lock(instance_id)
+        self._require_running(instance)
+        workflow = self._load(instance)
+        payload = dict(payload or {})
+        _check_keys(payload)
+        event = BpmnEvent(MessageEventDefinition(name), payload)
+        try:
+            with engine_time(self.clock):
+                workflow.send_event(event)
+        except WorkflowException as exc:
+            raise FallwerkError(f"instance {instance.id} is not waiting for message '{name}'") from exc
+        audit.record(self.session, at=self.clock.now(), actor=user, action="message", instance_id=instance.id,
+                     element_id=name, changed_keys=payload.keys())
+        self._advance(instance, workflow, actor=user)
+        return instance
+
+    def fire_timers(self, instance_id: int, *, actor: str = SYSTEM) -> ProcessInstance:
+        """Fire whatever timers of this instance are due by the clock, and run it on."""
+        instance = self._lock(instance_id)
+        if instance.status != "running":
+            return instance
+        workflow = self._load(instance)
+        self._advance(instance, workflow, actor=actor, action="timer")
+        return instance
+
+    def retry(self, instance_id: int, *, user: str) -> ProcessInstance:
+        instance = self._lock(instance_id)
+        self._require_running(instance)
+        workflow = self._load(instance)
+        for incident in self._open_incidents(instance.id):
+            incident.resolved_at, incident.resolved_by = self.clock.now(), user
+        instance.has_incident = False
+        audit.record(self.session, at=self.clock.now(), actor=user, action="retry", instance_id=instance.id)
+        self._advance(instance, workflow, actor=user)
+        return instance
+
+    def cancel(self, instance_id: int, *, user: str, reason: str = "") -> ProcessInstance:
+        instance = self._lock(instance_id)
+        self._require_running(instance)
+        workflow = self._load(instance)
+        workflow.cancel()
+        now = self.clock.now()
+        instance.status, instance.ended_at, instance.end_reason = "cancelled", now, reason or None
+        audit.record(self.session, at=now, actor=user, action="cancel", instance_id=instance.id, reason=reason)
+        self._save(instance, workflow)
+        return instance
+
+    # --- validation ----------------------------------------------------------------------------------
+    def validate_task_data(self, row: Task, spiff_task, data: dict, *, loaded, partial: bool = False) -> dict:
+        form = task_form(spiff_task.task_spec, loaded.forms)
+        if form is None:
+            _check_keys(data)
+            return data
+        return form.validate(data, partial=partial, context=spiff_task.data)
+
+    # --- internals -----------------------------------------------------------------------------------
+    def _definition(self, key: str, version: int | None) -> ProcessDefinition:
+        if version is None:
+            definition = latest_definition(self.session, key)
+        else:
+            definition = self.session.scalar(
+                select(ProcessDefinition).where(ProcessDefinition.key == key, ProcessDefinition.version == version)
+            )
+        if definition is None:
+            raise NotFound(f"no deployed process '{key}'" + (f" in version {version}" if version else ""))
+        return definition
+
+    def _lock(self, instance_id: int) -> ProcessInstance:
+        instance = self.session.scalar(
+            select(ProcessInstance)
+            .where(ProcessInstance.id == instance_id)
+            .with_for_update(of=ProcessInstance)
+            .execution_options(populate_existing=True)
+        )
+        if instance is None:
+            raise NotFound(f"no instance {instance_id}")
+        return instance
+
+    def _load(self, instance: ProcessInstance) -> BpmnWorkflow:
+        loaded = self.specs.get(instance.definition)
+        return serialization.load_state(instance.state_json, loaded.spec, loaded.subprocess_specs,
+                                        script_engine=make_script_engine())
+
+    def load_workflow(self, instance: ProcessInstance) -> BpmnWorkflow:
+        """Read-only access for views: the restored workflow of an instance (not locked)."""
+        return self._load(instance)
+
+    def _task_row(self, task_id: str) -> Task:
+        row = self.session.get(Task, task_id)
+        if row is None:
+            raise NotFound(f"no task {task_id}")
+        return row
+
+    def _open_row(self, task_id: str) -> Task:
+        row = self._task_row(task_id)
+        if row.state != "open":
+            raise StaleTask(_stale_message(row), element_id=row.element_id)
+        return row
+
+    def _load_for_task(self, row: Task, user: str):
+        instance = self._lock(row.instance_id)
+        self.session.refresh(row)
+        if row.state != "open" or instance.status != "running":
+            raise StaleTask(_stale_message(row), element_id=row.element_id)
+        workflow = self._load(instance)
+        # A boundary timer that fell due withdraws the task: find out before accepting a completion.
+        with engine_time(self.clock):
+            workflow.refresh_timers()
+        if not workflow.get_tasks(state=TaskState.READY, manual=False):
+            probe = workflow
+        else:
+            probe = self._load(instance)  # keep `workflow` clean: the worker records what fired
+            with engine_time(self.clock):
+                probe.refresh_timers()
+                try:
+                    probe.do_engine_steps()
+                except Exception:
+                    log.info("engine steps failed while checking task freshness", extra={"task": row.id})
+        spiff_task = probe.get_task_from_id(UUID(row.id)) if UUID(row.id) in _all_ids(probe) else None
+        if spiff_task is None or spiff_task.state != TaskState.READY:
+            raise StaleTask("the task was withdrawn because its deadline passed", element_id=row.element_id)
+        return instance, workflow
+
+    def _may_act(self, row: Task, username: str, *, claiming: bool = False) -> None:
+        user = get_user(self.session, username)
+        if not user.is_active:
+            raise PermissionDenied(f"user {username} is deactivated")
+        if not may_work_on(row, username, groups_of(user), self._candidates(row)):
+            raise PermissionDenied(f"{username} is not a candidate for this task", element_id=row.element_id)
+        if not claiming and row.assignee not in (None, username):
+            raise PermissionDenied(f"task is assigned to {row.assignee}", element_id=row.element_id)
+
+    def _candidates(self, row: Task) -> dict[str, set[str]]:
+        from .models import TaskCandidate
+
+        result: dict[str, set[str]] = {"user": set(), "group": set(), "not": set()}
+        for c in self.session.scalars(select(TaskCandidate).where(TaskCandidate.task_id == row.id)):
+            result.setdefault(c.kind, set()).add(c.value)
+        return result
+
+    def _is_lead_for(self, row: Task, username: str) -> bool:
+        user = get_user(self.session, username)
+        leads = {m.unit_id for m in user.memberships if m.role == "lead"}
+        groups = self._candidates(row)["group"]
+        return any(g.split(":", 1)[0] in leads for g in groups)
+
+    def _require_running(self, instance: ProcessInstance) -> None:
+        if instance.status != "running":
+            raise StaleTask(f"instance {instance.id} is {instance.status}")
+
+    def _open_incidents(self, instance_id: int) -> list[Incident]:
+        return list(self.session.scalars(
+            select(Incident).where(Incident.instance_id == instance_id, Incident.resolved_at.is_(None))
+        ))
+
+    def _advance(self, instance: ProcessInstance, workflow: BpmnWorkflow, *, actor: str, action: str = "run") -> None:
+        """Run engine steps; on failure keep the last good state and record an incident."""
+        snapshot = serialization.dump_state(workflow)
+        try:
+            with engine_time(self.clock):
+                workflow.refresh_timers()
+                workflow.do_engine_steps()
+        except Exception as exc:
+            self._incident(instance, exc, actor=actor, action=action)
+            loaded = self.specs.get(instance.definition)
+            workflow = serialization.load_state(snapshot, loaded.spec, loaded.subprocess_specs,
+                                                script_engine=make_script_engine())
+        self._save(instance, workflow)
+
+    def _incident(self, instance: ProcessInstance, exc: Exception, *, actor: str, action: str) -> Incident:
+        element_id, message = describe_error(exc)
+        attempt = 1 + sum(1 for _ in self.session.scalars(
+            select(Incident.id).where(Incident.instance_id == instance.id, Incident.element_id == element_id)))
+        incident = Incident(instance_id=instance.id, element_id=element_id, message=message[:4000],
+                            error_type=type(exc).__name__, attempt=attempt, created_at=self.clock.now())
+        self.session.add(incident)
+        instance.has_incident = True
+        audit.record(self.session, at=self.clock.now(), actor=actor, action="incident", instance_id=instance.id,
+                     element_id=element_id, message=message[:500], during=action)
+        log.warning("incident", extra={"instance": instance.id, "element": element_id, "error": message[:500]})
+        return incident
+
+    def _save(self, instance: ProcessInstance, workflow: BpmnWorkflow) -> None:
+        now = self.clock.now()
+        instance.state_json = serialization.dump_state(workflow)
+        instance.serializer_version = serialization.SERIALIZER_VERSION
+        instance.updated_at = now
+        if instance.status == "running" and workflow.is_completed():
+            instance.status, instance.ended_at = "completed", now
+            audit.record(self.session, at=now, actor=SYSTEM, action="end", instance_id=instance.id)
+        data = instance_data(workflow)
+        unit = data.get("responsible_unit")
+        instance.responsible_unit = unit if isinstance(unit, str) else instance.responsible_unit
+        active = [t.task_spec.bpmn_id for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING
+                                                                  | TaskState.STARTED) if t.task_spec.bpmn_id]
+        instance.active_elements = ",".join(sorted(set(active)))[:4000]
+        mirror.sync_tasks(self.session, instance, workflow, now=now,
+                          describe=lambda t: self._describe(instance, t, now))
+        mirror.sync_timers(self.session, instance, workflow)
+        self.session.flush()
+
+    def _describe(self, instance: ProcessInstance, spiff_task, now: datetime) -> dict:
+        """Resolve a new human task's candidates, assignee, dates and form from its Camunda attributes."""
+        attrs = mirror.camunda_attrs(spiff_task.task_spec)
+        resolve = _Resolver(spiff_task)
+        users = _split(resolve(attrs.get("candidateUsers")))
+        groups = _split(resolve(attrs.get("candidateGroups")))
+        if not groups and spiff_task.task_spec.lane:
+            groups = self._lane_groups(spiff_task.task_spec.lane)
+        assignee = resolve(attrs.get("assignee")) or None
+        if not users and not groups and not assignee:
+            users = [instance.started_by]  # nobody named: the person who started it does it
+        properties = (getattr(spiff_task.task_spec, "extensions", None) or {}).get("properties") or {}
+        excluded = _split(resolve(properties.get("not_user")))
+        priority = resolve(attrs.get("priority"))
+        return {
+            "candidate_users": users,
+            "candidate_groups": groups,
+            "assignee": assignee,
+            "excluded_users": excluded,
+            "due_at": _instant(resolve(attrs.get("dueDate")), now),
+            "follow_up_at": _instant(resolve(attrs.get("followUpDate")), now),
+            "priority": int(priority) if str(priority or "").strip().lstrip("-").isdigit() else 50,
+            "form_ref": attrs.get("formRef"),
+            "form_key": attrs.get("formKey"),
+        }
+
+    def _lane_groups(self, lane: str) -> list[str]:
+        lane_l = lane.strip().lower()
+        for unit in self.session.scalars(select(Unit)):
+            if lane_l in (unit.id.lower(), unit.name.lower()):
+                return [unit.id]
+        return []
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+def may_work_on(row: Task, username: str, groups: set[str], candidates: dict[str, set[str]]) -> bool:
+    if username in candidates.get("not", ()):
+        return False
+    if row.assignee == username:
+        return True
+    return username in candidates.get("user", ()) or bool(groups & candidates.get("group", set()))
+
+
+def task_form(task_spec, forms: dict):
+    """The form a task's data is validated against, or None when the task declares none."""
+    from . import forms as forms_module
+
+    attrs = mirror.camunda_attrs(task_spec)
+    ref = attrs.get("formRef")
+    if ref:
+        definition = forms.get(ref)
+        if definition is None:
+            raise FallwerkError(f"form '{ref}' is not part of this version", element_id=task_spec.bpmn_id)
+        return forms_module.load_form(definition)
+    form = getattr(task_spec, "form", None)
+    if form is not None and getattr(form, "fields", None):
+        return forms_module.form_from_camunda(form)
+    return None
+
+
+def instance_data(workflow: BpmnWorkflow) -> dict:
+    if workflow.is_completed():
+        return dict(workflow.data)
+    last = workflow.last_task
+    return dict(last.data) if last is not None else dict(workflow.data)
+
+
+def describe_error(exc: BaseException) -> tuple[str | None, str]:
+    """The element a failure belongs to and a one-line message, from any exception."""
+    element_id = None
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, FallwerkError) and seen.element_id:
+            element_id = seen.element_id
+            break
+        task = getattr(seen, "task", None)
+        if task is not None and getattr(task, "task_spec", None) is not None:
+            element_id = task.task_spec.bpmn_id or task.task_spec.name
+            break
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, SpiffWorkflowException):
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        notes = getattr(exc, "notes", None) or getattr(exc, "__notes__", None) or []
+        if notes:
+            message += " (" + "; ".join(str(n) for n in notes) + ")"
+    elif isinstance(exc, FallwerkError):
+        message = exc.message
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    return element_id, message
+
+
+def _all_ids(workflow: BpmnWorkflow) -> set:
+    ids = set(workflow.tasks)
+    for sp in workflow.subprocesses.values():
+        ids.update(sp.tasks)
+    return ids
+
+
+def _check_keys(data: dict) -> None:
+    bad = [k for k in data if not isinstance(k, str) or not _KEY.match(k)]
+    if bad:
+        raise ValidationFailed("invalid data keys", errors={str(k): ["not a valid variable name"] for k in bad})
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+class _Resolver:
+    """Resolves `${...}` inside an attribute value against the task's data, in the sandbox."""
+
+    def __init__(self, spiff_task):
+        self.task = spiff_task
+
+    def __call__(self, value: str | None) -> str | None:
+        if value is None or ("${" not in value and "#{" not in value):
+            return value
+        from .expressions import resolve_template
+
+        engine = self.task.workflow.script_engine
+        try:
+            return resolve_template(value, lambda expr: engine.evaluate(self.task, expr))
+        except Exception as exc:
+            _, message = describe_error(exc)
+            raise ExpressionError(f"cannot resolve '{value}': {message}",
+                                  element_id=self.task.task_spec.bpmn_id) from exc
+
+
+def _instant(value, now: datetime) -> datetime | None:
+    """A due date: an ISO instant or date, or an ISO duration (P3D) counted from now."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    text = str(value).strip()
+    if text.upper().startswith("P"):
+        from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
+        try:
+            return now + TimerEventDefinition.get_timedelta_from_start(
+                TimerEventDefinition.parse_iso_duration(text), now)
+        except Exception as exc:
+            raise ExpressionError(f"invalid ISO-8601 duration '{text}'") from exc
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ExpressionError(f"invalid date '{text}'") from exc
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _case_number(now: datetime) -> str:
+    """Pseudonymous: says nothing about the person, the unit or the order of cases."""
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    code = "".join(secrets.choice(alphabet) for _ in range(8))
+    return f"{now.year}-{code[:4]}-{code[4:]}"
+
+
+def _stale_message(row: Task) -> str:
+    if row.state == "completed":
+        return f"task already completed by {row.completed_by}"
+    if row.state == "withdrawn":
+        return "task was withdrawn (its deadline passed, or the case moved on)"
+    return "task is no longer open"
+
+

@@ -1,0 +1,129 @@
+"""Turning specs and running workflows into JSON text and back.
+
+- A deployed version stores its spec once (`spec_to_json`); instance state is stored without it.
+- Task data is stored whole per task (SpiffWorkflow's `SimpleTaskConverter`), not as deltas against
+  the parent: the delta format restores correctly only if tasks come back in their original order,
+  which a database that reorders JSON keys breaks silently (DESIGN.md).
+- Stored state carries a version, `STATE_VERSION`; `load_state` migrates older state one documented
+  step at a time before restoring it (`_MIGRATIONS`), and SpiffWorkflow's own serializer migrations
+  run for state written by an older SpiffWorkflow.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import SimpleTaskConverter
+from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS as SPIFF_MIGRATIONS
+from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_VERSION
+from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.task import Task as SpiffTask
+
+from .clock import _ClockedDatetime
+
+#: our envelope's version; bump it and add a step to _MIGRATIONS when the stored shape changes
+STATE_VERSION = 1
+SERIALIZER_VERSION = f"{STATE_VERSION}/{SPIFF_VERSION}"
+
+
+def _build_serializer() -> BpmnWorkflowSerializer:
+    config = dict(CAMUNDA_CONFIG)
+    config[SpiffTask] = SimpleTaskConverter
+    registry = BpmnWorkflowSerializer.configure(config)
+    registry.register(
+        date, lambda v: {"value": v.isoformat()}, lambda v: date.fromisoformat(v["value"]), typename="date"
+    )
+    registry.register(Decimal, lambda v: {"value": str(v)}, lambda v: Decimal(v["value"]), typename="Decimal")
+    # the datetime class SpiffWorkflow's timers see (clock.py) serialises like a datetime
+    registry.typenames[_ClockedDatetime] = registry.typenames[datetime]
+    return BpmnWorkflowSerializer(registry)
+
+
+SERIALIZER = _build_serializer()
+_ENCODER = SERIALIZER._encoder_cls
+# the registry wraps each converter's bound from_dict in a functools.partial
+_WORKFLOW_CONVERTER = SERIALIZER.registry.convert_from_dict[
+    SERIALIZER.registry.typenames[BpmnWorkflow]
+].args[0].__self__
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, cls=_ENCODER, separators=(",", ":"))
+
+
+class _EncoderMode:
+    """SpiffWorkflow's registry converts for a JSON encoder only while this flag is set."""
+
+    def __enter__(self):
+        SERIALIZER.registry._encoder_mode = True
+
+    def __exit__(self, *exc):
+        SERIALIZER.registry._encoder_mode = False
+
+
+def spec_to_json(spec, subprocess_specs: dict) -> str:
+    dct = {
+        "spec": SERIALIZER.to_dict(spec),
+        "subprocess_specs": {name: SERIALIZER.to_dict(s) for name, s in subprocess_specs.items()},
+    }
+    return json.dumps(dct, sort_keys=True, separators=(",", ":"))
+
+
+def spec_from_json(text: str):
+    dct = json.loads(text)
+    spec = SERIALIZER.from_dict(dct["spec"])
+    subprocess_specs = {name: SERIALIZER.from_dict(s) for name, s in dct["subprocess_specs"].items()}
+    return spec, subprocess_specs
+
+
+def dump_state(workflow: BpmnWorkflow) -> str:
+    """The instance state without its spec, as JSON text."""
+    with _EncoderMode():
+        dct = SERIALIZER.to_dict(workflow)
+    dct.pop("spec")
+    dct.pop("subprocess_specs")
+    dct["fallwerk_state_version"] = STATE_VERSION
+    dct[SERIALIZER.VERSION_KEY] = SPIFF_VERSION
+    return _dumps(dct)
+
+
+def load_state(text: str, spec, subprocess_specs: dict, script_engine=None) -> BpmnWorkflow:
+    """Restore a workflow from `dump_state` output and its version's spec, with `script_engine` attached."""
+    dct = json.loads(text)
+    migrate(dct)
+    workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=script_engine, deserializing=True)
+    # BpmnWorkflowConverter.from_dict would restore the spec from the dict; we have it already
+    # (cached per version), so restore just the rest with the same converter's helpers.
+    owner = _WORKFLOW_CONVERTER
+    workflow.tasks = owner.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+    workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+    owner.set_default_attributes(workflow, dct)
+    owner.subprocesses_from_dict(dct["subprocesses"], workflow)
+    workflow.bpmn_events = SERIALIZER.registry.restore(dct.pop("bpmn_events", []))
+    if script_engine is not None:
+        workflow.script_engine = script_engine
+    return workflow
+
+
+def _state_v0_to_v1(dct: dict) -> None:
+    """Version 0 (never written by a release) had no envelope key; nothing else differs."""
+    dct["fallwerk_state_version"] = 1
+
+
+_MIGRATIONS = {0: _state_v0_to_v1}
+
+
+def migrate(dct: dict) -> None:
+    version = dct.get("fallwerk_state_version", 0)
+    while version < STATE_VERSION:
+        _MIGRATIONS[version](dct)
+        version = dct["fallwerk_state_version"]
+    spiff_version = dct.pop(SERIALIZER.VERSION_KEY, SPIFF_VERSION)
+    if spiff_version != SPIFF_VERSION and spiff_version in SPIFF_MIGRATIONS:
+        SPIFF_MIGRATIONS[spiff_version](dct)
+    dct.pop("fallwerk_state_version", None)

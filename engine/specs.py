@@ -1,0 +1,43 @@
+"""Restored specs and forms of deployed versions, cached in memory (they never change once deployed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from . import serialization
+from .models import ProcessDefinition
+
+
+@dataclass(frozen=True)
+class LoadedDefinition:
+    definition_id: int
+    spec: object
+    subprocess_specs: dict
+    forms: dict  # form id -> form-js definition (dict)
+
+
+class SpecCache:
+    def __init__(self, size: int = 256):
+        self._size = size
+        self._items: OrderedDict[int, LoadedDefinition] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, definition: ProcessDefinition) -> LoadedDefinition:
+        with self._lock:
+            hit = self._items.get(definition.id)
+            if hit is not None:
+                self._items.move_to_end(definition.id)
+                return hit
+        spec, subprocess_specs = serialization.spec_from_json(definition.spec_json)
+        loaded = LoadedDefinition(definition.id, spec, subprocess_specs, json.loads(definition.forms_json or "{}"))
+        with self._lock:
+            self._items[definition.id] = loaded
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return loaded
+
+
+DEFAULT_CACHE = SpecCache()
