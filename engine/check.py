@@ -1,0 +1,470 @@
+"""The model checker behind ``fallwerk check`` and deployment.
+
+``check_sources({"a.bpmn": b"...", "d.dmn": b"..."})`` parses BPMN and DMN files together (call
+activities and decision references resolve across them) and answers a :class:`CheckResult`: findings
+(``file: element-id: message``) and the executable processes that parsed. It never raises for a bad
+model: every problem, including an unexpected exception inside the parser, becomes a finding.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from engine.errors import ExpressionError
+from engine.expressions import TemplateExpression, has_expression, template, timer_expression, translate
+from engine.parser import (
+    BPMN_NS,
+    CAMUNDA,
+    FLOW_NODE_TAGS,
+    PYTHON_SCRIPT_FORMATS,
+    FallwerkParser,
+    assign_generated_ids,
+    local_name,
+)
+
+__all__ = ["CheckResult", "Finding", "ParsedProcess", "check_files", "check_sources"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    element_id: str
+    severity: str  # "error" | "warning"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.element_id}: {self.message}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"file": self.file, "element_id": self.element_id, "severity": self.severity,
+                "message": self.message}
+
+
+@dataclass
+class ParsedProcess:
+    """An executable process ready for ``BpmnWorkflow(spec, subprocess_specs)``."""
+
+    id: str
+    name: str
+    file: str
+    spec: object
+    subprocess_specs: dict
+    sources: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class CheckResult:
+    findings: list[Finding] = field(default_factory=list)
+    processes: dict[str, ParsedProcess] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "findings": [f.to_dict() for f in self.findings],
+                "processes": sorted(self.processes)}
+
+
+def _safe_parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False,
+                           dtd_validation=False, remove_blank_text=False)
+
+
+_DOCTYPE = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def _load(name: str, data: bytes, add) -> tuple[str, etree._Element] | None:
+    """Parse one file safely. Returns ("bpmn"|"dmn", root) or None after adding a finding."""
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head.startswith(b"<"):
+        add(name, "-", "error", "not a BPMN/DMN file (not XML)")
+        return None
+    match = _DOCTYPE.search(data)
+    if match:
+        line = data[:match.start()].count(b"\n") + 1
+        add(name, "-", "error", f"XML with a DOCTYPE or entity declarations is not accepted (line {line})")
+        return None
+    try:
+        root = etree.fromstring(data, parser=_safe_parser())
+    except etree.XMLSyntaxError as exc:
+        add(name, "-", "error", f"XML syntax error (line {exc.lineno}): {exc.msg}")
+        return None
+    except (etree.LxmlError, ValueError) as exc:
+        add(name, "-", "error", f"not a BPMN/DMN file: {exc}")
+        return None
+    tag = root.tag if isinstance(root.tag, str) else ""
+    namespace = tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
+    if tag == f"{{{BPMN_NS}}}definitions":
+        return "bpmn", root
+    if tag.endswith("}definitions") and "DMN" in namespace.upper():
+        return "dmn", root
+    add(name, "-", "error", f"not a BPMN/DMN file (root element {etree.QName(root).localname!r} "
+                            f"in namespace {namespace or 'none'!r})")
+    return None
+
+
+def _exception_finding(exc: Exception, default_file: str, default_element: str = "-") -> Finding:
+    message = str(exc.args[0]) if exc.args else exc.__class__.__name__
+    if exc.__class__.__name__ not in ("ValidationException",):
+        message = f"{exc.__class__.__name__}: {message}"
+    element = getattr(exc, "id", "") or default_element
+    file = getattr(exc, "file_name", "") or default_file
+    return Finding(file, element, "error", message.strip())
+
+
+def check_sources(sources: dict[str, bytes]) -> CheckResult:
+    """Check BPMN and DMN files together; ``sources`` maps file names to their content."""
+    findings: list[Finding] = []
+    seen: set[tuple[str, str, str]] = set()
+    error_elements: set[tuple[str, str]] = set()
+
+    def add(file, element, severity, message):
+        key = (file, element or "-", message)
+        if key in seen:
+            return
+        if severity == "error" and element not in ("-", "") and (file, element) in error_elements:
+            return  # one error per element is enough (the linter and the parser often agree)
+        seen.add(key)
+        if severity == "error":
+            error_elements.add((file, element or "-"))
+        findings.append(Finding(file, element or "-", severity, message))
+
+    def add_finding(finding: Finding):
+        add(finding.file, finding.element_id, finding.severity, finding.message)
+
+    documents: dict[str, tuple[str, etree._Element]] = {}
+    for name, data in sources.items():
+        try:
+            loaded = _load(name, data, add)
+        except Exception as exc:  # noqa: BLE001 - never a traceback
+            add(name, "-", "error", f"cannot read file: {exc}")
+            loaded = None
+        if loaded is not None:
+            documents[name] = loaded
+
+    # static checks over all documents (they need to know what the other files define)
+    process_ids = {p.get("id") for kind, root in documents.values() if kind == "bpmn"
+                   for p in root.iter(f"{{{BPMN_NS}}}process")}
+    decision_ids = {d.get("id") for kind, root in documents.values() if kind == "dmn"
+                    for d in root.iter() if isinstance(d.tag, str) and d.tag.endswith("}decision")}
+    for name, (kind, root) in documents.items():
+        if kind != "bpmn":
+            continue
+        id_less = [flow for flow in root.iter(_b("sequenceFlow")) if not flow.get("id")]
+        try:
+            assign_generated_ids(root, name)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
+            add_finding(_exception_finding(exc, name))
+        for flow in id_less:
+            if flow.get("id"):
+                add(name, flow.get("id"), "warning", f"sequence flow (line {flow.sourceline}) has no id; "
+                                                     "it was given this generated id")
+        try:
+            for element, severity, message in lint_document(root, process_ids, decision_ids):
+                add(name, element, severity, message)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
+            add(name, "-", "error", f"checker failed on this file: {exc.__class__.__name__}: {exc}")
+
+    # parse with the engine's parser
+    parser = FallwerkParser()
+    top_level: list[tuple[str, str]] = []
+    for name, (kind, root) in sorted(documents.items(), key=lambda item: item[1][0] != "dmn"):
+        try:
+            if kind == "dmn":
+                parser.add_dmn_xml(root, filename=name)
+            else:
+                before = set(parser.process_parsers)
+                parser.add_bpmn_xml(root, filename=name)
+                top_level += [(pid, name) for pid in parser.process_parsers if pid not in before]
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
+            add_finding(_exception_finding(exc, name))
+    for name, (kind, _root) in documents.items():
+        if kind != "dmn":
+            continue
+        for decision_id, parser_ in list(parser.dmn_parsers.items()):
+            if parser.decision_files.get(decision_id) != name:
+                continue
+            try:
+                parser_.parse()
+            except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
+                add_finding(_exception_finding(exc, name, decision_id))
+
+    result = CheckResult(findings)
+    for pid, name in top_level:
+        process_parser = parser.process_parsers[pid]
+        if not process_parser.process_executable:
+            add(name, pid, "warning", 'process is not executable (isExecutable="false"); it is not deployed')
+            continue
+        try:
+            spec = parser.get_spec(pid)
+            subprocess_specs = parser.get_subprocess_specs(pid)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
+            add_finding(_exception_finding(exc, name, pid))
+            continue
+        result.processes[pid] = ParsedProcess(
+            id=pid, name=process_parser.get_name(), file=name, spec=spec, subprocess_specs=subprocess_specs,
+            sources=_needed_sources(pid, subprocess_specs, name, parser, documents, sources))
+    return result
+
+
+def _needed_sources(pid, subprocess_specs, name, parser, documents, sources) -> dict[str, bytes]:
+    files = {name} | {parser.process_files.get(sub) for sub in subprocess_specs}
+    files |= {spec.file for spec in subprocess_specs.values() if getattr(spec, "file", None)}
+    files.discard(None)
+    used_processes = {pid, *subprocess_specs}
+    for file in list(files):
+        if file not in documents:
+            continue
+        for process in documents[file][1].iter(f"{{{BPMN_NS}}}process"):
+            if process.get("id") not in used_processes:
+                continue
+            for task in process.iter(f"{{{BPMN_NS}}}businessRuleTask"):
+                decision_file = parser.decision_files.get(task.get(CAMUNDA + "decisionRef"))
+                if decision_file:
+                    files.add(decision_file)
+    return {file: sources[file] for file in sorted(files) if file in sources}
+
+
+def check_files(paths) -> CheckResult:
+    """Read the given files and check them together; file names in findings are the paths as given."""
+    sources: dict[str, bytes] = {}
+    unreadable: list[Finding] = []
+    for path in paths:
+        try:
+            sources[str(path)] = Path(path).read_bytes()
+        except OSError as exc:
+            unreadable.append(Finding(str(path), "-", "error", f"cannot read file: {exc.strerror or exc}"))
+    result = check_sources(sources)
+    result.findings[:0] = unreadable
+    return result
+
+
+# -- static checks over one BPMN document ----------------------------------------------------------
+
+def _b(tag: str) -> str:
+    return f"{{{BPMN_NS}}}{tag}"
+
+
+_CONDITIONAL_GATEWAYS = {"exclusiveGateway", "inclusiveGateway"}
+_SCOPES = {"process", "subProcess", "transaction", "adHocSubProcess"}
+_SERVICE_IMPLEMENTATIONS = ("class", "delegateExpression", "expression")
+
+
+def _sandbox_problems(source: str, mode: str) -> list[str]:
+    try:
+        from engine.sandbox import check_expression
+    except ImportError:
+        return []
+    try:
+        return [str(p) for p in check_expression(source, mode=mode)]
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
+        return [f"{exc.__class__.__name__}: {exc}"]
+
+
+def _owner_id(node) -> str:
+    while node is not None:
+        if node.get("id") and local_name(node) not in ("conditionExpression", "condition", "timeDate",
+                                                       "timeDuration", "timeCycle", "script"):
+            return node.get("id")
+        node = node.getparent()
+    return "-"
+
+
+def lint_document(root, process_ids: set, decision_ids: set):
+    """Yield (element_id, severity, message) for one BPMN document, without SpiffWorkflow."""
+    yield from _lint_expressions(root)
+    yield from _lint_references(root, process_ids, decision_ids)
+    for process in root.iter(_b("process")):
+        if process.get("isExecutable", "true") != "true":
+            continue
+        yield from _lint_scope(process)
+
+
+def _expression(text, node, what, mode="eval"):
+    """Translate and sandbox-check one expression; yield findings."""
+    try:
+        python = translate(text.strip())
+    except ExpressionError as exc:
+        yield _owner_id(node), "error", f"{what}: {exc.message}"
+        return
+    for problem in _sandbox_problems(python, mode):
+        yield _owner_id(node), "error", f"{what} {python!r}: {problem}"
+
+
+def _lint_expressions(root):
+    for node in root.iter(_b("conditionExpression")):
+        if node.text and node.text.strip():
+            yield from _expression(node.text, node, "condition")
+    for node in root.iter(_b("condition")):
+        if node.text and node.text.strip():
+            yield from _expression(node.text, node, "condition")
+        else:
+            yield _owner_id(node), "error", "conditional event without a condition expression"
+    for tag in ("loopCondition", "loopCardinality", "completionCondition"):
+        for node in root.iter(_b(tag)):
+            if node.text and node.text.strip():
+                yield from _expression(node.text, node, tag)
+    for kind in ("timeDate", "timeDuration", "timeCycle"):
+        for node in root.iter(_b(kind)):
+            try:
+                python = timer_expression(node.text or "", kind)
+            except ExpressionError as exc:
+                yield _owner_id(node), "error", f"timer: {exc.message}"
+                continue
+            for problem in _sandbox_problems(python, "eval"):
+                yield _owner_id(node), "error", f"timer {python!r}: {problem}"
+    for node in root.iter(_b("scriptTask")):
+        script_format = (node.get("scriptFormat") or "").strip().lower()
+        if script_format not in PYTHON_SCRIPT_FORMATS:
+            yield node.get("id"), "error", (f"script format {node.get('scriptFormat')!r} is not supported; "
+                                            "scripts run in the Python sandbox")
+            continue
+        script = node.find(_b("script"))
+        text = script.text if script is not None else None
+        if not text or not text.strip():
+            yield node.get("id"), "error", "script task without a script"
+        elif has_expression(text) and text.strip().startswith(("${", "#{")):
+            yield from _expression(text, node, "script")
+        else:
+            for problem in _sandbox_problems(text, "exec"):
+                yield node.get("id"), "error", f"script: {problem}"
+    for node in root.iter():
+        if not isinstance(node.tag, str):
+            continue
+        collection = node.get(CAMUNDA + "collection")
+        if collection:
+            try:
+                name = translate(collection).strip()
+                if not name.isidentifier():
+                    raise ExpressionError(f"camunda:collection must name a variable, not {collection!r}")
+            except ExpressionError as exc:
+                yield _owner_id(node), "error", exc.message
+        if local_name(node) == "userTask":
+            yield from _lint_user_task(node)
+
+
+def _lint_user_task(node):
+    for attribute in ("assignee", "candidateGroups", "candidateUsers", "dueDate", "followUpDate", "priority"):
+        value = node.get(CAMUNDA + attribute)
+        if not value:
+            continue
+        try:
+            parts = template(value)
+        except ExpressionError as exc:
+            yield node.get("id"), "error", f"camunda:{attribute}: {exc.message}"
+            continue
+        for part in parts:
+            if isinstance(part, TemplateExpression):
+                for problem in _sandbox_problems(part.python, "eval"):
+                    yield node.get("id"), "error", f"camunda:{attribute} {part.source!r}: {problem}"
+    if node.get(CAMUNDA + "formKey") and node.get(CAMUNDA + "formRef"):
+        yield node.get("id"), "warning", "both camunda:formKey and camunda:formRef are set; formRef is used"
+
+
+def _lint_references(root, process_ids, decision_ids):
+    referenced_messages = {n.get("messageRef") for n in root.iter() if isinstance(n.tag, str)
+                           and n.get("messageRef")}
+    for message in root.iter(_b("message")):
+        if not (message.get("name") or "").strip():
+            used = message.get("id") in referenced_messages
+            yield (message.get("id") or "-", "error" if used else "warning",
+                   "message without a name; message events are matched by name")
+    for store in root.iter(_b("dataStore")):
+        yield store.get("id") or "-", "warning", (f"data store {store.get('name') or store.get('id')!r} has "
+                                                  "no implementation; tasks that use it are rejected")
+    for call in root.iter(_b("callActivity")):
+        called = call.get("calledElement")
+        if not called:
+            yield call.get("id"), "error", "call activity without calledElement"
+        elif has_expression(called):
+            yield call.get("id"), "error", f"an expression as calledElement is not supported: {called!r}"
+        elif called not in process_ids:
+            yield call.get("id"), "error", f"called process {called!r} was not found in the given files"
+    for task in root.iter(_b("businessRuleTask")):
+        ref = task.get(CAMUNDA + "decisionRef")
+        if not ref:
+            yield task.get("id"), "error", "business rule task without camunda:decisionRef"
+        elif ref not in decision_ids:
+            yield task.get("id"), "error", f"decision {ref!r} was not found in the given DMN files"
+    for task in root.iter(_b("serviceTask"), _b("sendTask")):
+        used = [a for a in _SERVICE_IMPLEMENTATIONS if task.get(CAMUNDA + a)]
+        if used:
+            yield task.get("id"), "warning", (f"camunda:{used[0]} is not run by Fallwerk; the task completes "
+                                              "without doing anything")
+
+
+def _lint_scope(scope):
+    """Gateway conditions, conditions on non-gateway flows and reachability inside one scope."""
+    children = [c for c in scope if isinstance(c.tag, str) and c.tag.startswith(f"{{{BPMN_NS}}}")]
+    nodes = {c.get("id"): c for c in children if local_name(c) in FLOW_NODE_TAGS and c.get("id")}
+    flows = [c for c in children if local_name(c) == "sequenceFlow"]
+    outgoing: dict[str, list] = {}
+    for flow in flows:
+        outgoing.setdefault(flow.get("sourceRef"), []).append(flow)
+
+    for node_id, node in nodes.items():
+        kind, out = local_name(node), outgoing.get(node_id, [])
+        conditional = [f for f in out if _condition_text(f)]
+        if kind in _CONDITIONAL_GATEWAYS and len(out) > 1:
+            default = node.get("default")
+            for flow in out:
+                if flow.get("id") != default and not _condition_text(flow):
+                    yield flow.get("id"), "error", (f"sequence flow leaving gateway {node_id!r} has no "
+                                                    "condition and is not the default flow")
+            if not default and len(conditional) == len(out):
+                yield node_id, "warning", ("gateway has conditions but no default flow: when no condition "
+                                           "holds, the instance stops with an error")
+        elif kind not in _CONDITIONAL_GATEWAYS and conditional:
+            for flow in conditional:
+                yield flow.get("id"), "warning", (f"condition on a flow leaving {kind} {node_id!r} is "
+                                                  "ignored; put an exclusive gateway in front")
+
+    reachable = _reachable(scope, nodes, outgoing)
+    for node_id, node in nodes.items():
+        if node_id not in reachable:
+            yield node_id, "warning", "unreachable: no path from a start event leads here"
+        elif local_name(node) in _SCOPES:
+            yield from _lint_scope(node)
+
+
+def _condition_text(flow) -> str | None:
+    expression = flow.find(_b("conditionExpression"))
+    if expression is None or not (expression.text or "").strip():
+        return None
+    return expression.text
+
+
+def _reachable(scope, nodes, outgoing) -> set[str]:
+    if local_name(scope) == "adHocSubProcess":
+        return set(nodes)
+    todo = [i for i, n in nodes.items() if local_name(n) == "startEvent"
+            or n.get("triggeredByEvent") == "true" or n.get("isForCompensation") == "true"
+            or (local_name(n) == "intermediateCatchEvent" and n.find(_b("linkEventDefinition")) is not None)]
+    if not any(local_name(n) == "startEvent" for n in nodes.values()):
+        return set(nodes)  # no start event: the parser reports that; don't add noise here
+    seen: set[str] = set()
+    boundary = {}
+    for node_id, node in nodes.items():
+        if local_name(node) == "boundaryEvent":
+            boundary.setdefault(node.get("attachedToRef"), []).append(node_id)
+    while todo:
+        current = todo.pop()
+        if current in seen or current not in nodes:
+            continue
+        seen.add(current)
+        todo += [f.get("targetRef") for f in outgoing.get(current, [])]
+        todo += boundary.get(current, [])
+    return seen

@@ -1,0 +1,351 @@
+"""The model checker: never a crash, clear findings for every problem, parsed processes that run."""
+
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.task import TaskState
+
+from engine.check import Finding, check_files, check_sources
+
+CORPUS = Path("/work/shared/corpus")
+MODEL_SUFFIXES = (".bpmn", ".bpmn20.xml", ".dmn", ".dmn11.xml")
+OTHER_SUFFIXES = (".png", ".xsd", ".form", ".txt")
+
+HEAD = (
+    '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+    'xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="defs" targetNamespace="t">'
+)
+LINEAR = """<bpmn:startEvent id="s"/>{middle}<bpmn:endEvent id="e"/>
+<bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="{first}"/>
+<bpmn:sequenceFlow id="f2" sourceRef="{last}" targetRef="e"/>"""
+
+
+def bpmn(body: str, pid: str = "p", extra: str = "", executable: str = "true") -> bytes:
+    process = f'<bpmn:process id="{pid}" isExecutable="{executable}">{body}</bpmn:process>'
+    return f"{HEAD}{process}{extra}</bpmn:definitions>".encode()
+
+
+def linear(element: str, element_id: str, **kwargs) -> bytes:
+    return bpmn(LINEAR.format(middle=element, first=element_id, last=element_id), **kwargs)
+
+
+def messages(result, severity=None) -> list[str]:
+    return [str(f) for f in result.findings if severity in (None, f.severity)]
+
+
+def corpus_files(suffixes):
+    return sorted(p for p in CORPUS.glob("*/*") if p.name.endswith(suffixes))
+
+
+# -- the corpus ------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not available")
+@pytest.mark.parametrize("path", corpus_files(MODEL_SUFFIXES), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_corpus_model_is_checked_without_exception(path):
+    name = f"{path.parent.name}/{path.name}"
+    result = check_sources({name: path.read_bytes()})
+    for finding in result.findings:
+        assert str(finding) == f"{finding.file}: {finding.element_id}: {finding.message}"
+        assert finding.severity in ("error", "warning") and finding.message
+        assert "Traceback" not in finding.message
+        print(finding)
+    for process in result.processes.values():
+        assert process.spec is not None and name in process.sources
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not available")
+@pytest.mark.parametrize("folder", sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) if CORPUS.is_dir() else [])
+def test_corpus_folders_checked_together(folder):
+    files = sorted((CORPUS / folder).iterdir())
+    result = check_sources({f.name: f.read_bytes() for f in files})
+    for finding in result.findings:
+        print(finding)
+    for path in files:
+        if path.name.endswith(OTHER_SUFFIXES):
+            assert next(f.message for f in result.findings if f.file == path.name).startswith(
+                "not a BPMN/DMN file")
+    if folder == "camunda-examples":
+        # Camunda models run unchanged where the meaning is clear
+        assert {"camundaFormsQuickstart", "generatedFormsQuickstart", "mainProcess",
+                "camunda-testing-job-announcement-publication"} <= set(result.processes)
+        assert any("cron cycles are not supported" in m for m in messages(result, "error"))
+    if folder == "spiffworkflow":
+        assert "CallActivity-Escalation-Test" in result.processes  # call activities resolve across files
+        assert any("calls its own process 'Level3'" in m for m in messages(result))
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not available")
+def test_check_files_reads_paths():
+    paths = [CORPUS / "camunda-examples" / "invoiceApproval.bpmn", CORPUS / "nowhere.bpmn"]
+    result = check_files(paths)
+    assert "camundaFormsQuickstart" in result.processes
+    assert any(f.file.endswith("nowhere.bpmn") and "cannot read" in f.message for f in result.findings)
+
+
+# -- files that are not models ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", "not a BPMN/DMN file (not XML)"),
+        (b'{"components": []}', "not a BPMN/DMN file (not XML)"),
+        (b"", "not a BPMN/DMN file (not XML)"),
+        (b'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"/>', "not a BPMN/DMN file (root element"),
+        (b"<definitions/>", "not a BPMN/DMN file (root element"),
+        (b"<a>\n<b>\n</a>", "XML syntax error (line 3)"),
+    ],
+)
+def test_not_a_model(content, message):
+    result = check_sources({"x.bpmn": content})
+    assert not result.ok and result.findings[0].message.startswith(message)
+    assert str(result.findings[0]).startswith("x.bpmn: -: ")
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL">
+<bpmn:process id="p" name="&lol9;"><bpmn:startEvent id="s"/></bpmn:process></bpmn:definitions>"""
+
+EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE d [ <!ENTITY secret SYSTEM "file:///etc/passwd"> <!ENTITY remote SYSTEM "http://127.0.0.1:9/x"> ]>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL">
+<bpmn:process id="p" name="&secret;&remote;"><bpmn:startEvent id="s"/></bpmn:process></bpmn:definitions>"""
+
+
+@pytest.mark.parametrize("content", [BILLION_LAUGHS, EXTERNAL_ENTITY], ids=["billion-laughs", "external-entity"])
+def test_malicious_xml_is_an_error_and_nothing_is_expanded(content):
+    started = time.monotonic()
+    result = check_sources({"evil.bpmn": content})
+    assert time.monotonic() - started < 2
+    assert not result.ok and not result.processes
+    assert "DOCTYPE" in result.findings[0].message and "(line 2)" in result.findings[0].message
+    assert all("root:" not in f.message and "lollol" not in f.message for f in result.findings)
+
+
+def test_the_xml_parser_itself_does_not_resolve_entities():
+    """Defence in depth: even past the DOCTYPE refusal, the parser expands and fetches nothing."""
+    from lxml import etree
+
+    from engine.check import _safe_parser
+
+    doc = b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY secret SYSTEM "file:///etc/passwd">]><d>&secret;</d>'
+    assert "root:" not in etree.tostring(etree.fromstring(doc, parser=_safe_parser())).decode()
+    laughs = BILLION_LAUGHS.replace(b'name="&lol9;"', b"").replace(b"<bpmn:startEvent", b"&lol9;<bpmn:startEvent")
+    try:
+        assert b"lollol" not in etree.tostring(etree.fromstring(laughs, parser=_safe_parser()))
+    except etree.XMLSyntaxError as exc:  # libxml2 refuses the amplification outright: also fine
+        assert "amplification" in str(exc) or "entity" in str(exc).lower()
+
+
+# -- the stock parser's silent and crashing failures, one tiny model each --------------------------
+
+def test_sequence_flows_without_id_run_fully():
+    body = """<bpmn:startEvent id="s"/><bpmn:userTask id="u"/><bpmn:endEvent id="e"/>
+    <bpmn:sequenceFlow sourceRef="s" targetRef="u"/><bpmn:sequenceFlow sourceRef="u" targetRef="e"/>"""
+    result = check_sources({"a.bpmn": bpmn(body)})
+    assert result.ok, messages(result)
+    assert any("has no id" in m for m in messages(result, "warning"))
+    process = result.processes["p"]
+    wf = BpmnWorkflow(process.spec, process.subprocess_specs)
+    wf.do_engine_steps()
+    assert not wf.completed
+    [task] = wf.get_tasks(state=TaskState.READY, manual=True)
+    task.run()
+    wf.do_engine_steps()
+    assert wf.completed
+
+
+def test_flow_node_without_id_is_rejected():
+    body = """<bpmn:startEvent id="s"/><bpmn:task name="no id"/><bpmn:endEvent id="e"/>
+    <bpmn:sequenceFlow id="f" sourceRef="s" targetRef="e"/>"""
+    result = check_sources({"a.bpmn": bpmn(body)})
+    assert not result.ok and not result.processes
+    assert any("<task> without id (line 1)" in m for m in messages(result, "error"))
+
+
+def test_message_without_name():
+    catch = ('<bpmn:intermediateCatchEvent id="c"><bpmn:messageEventDefinition messageRef="m"/>'
+             '</bpmn:intermediateCatchEvent>')
+    result = check_sources({"a.bpmn": linear(catch, "c", extra='<bpmn:message id="m"/>')})
+    assert "a.bpmn: m: message without a name; message events are matched by name" in messages(result, "error")
+
+
+def test_business_rule_task_without_decision_ref():
+    result = check_sources({"a.bpmn": linear('<bpmn:businessRuleTask id="b"/>', "b")})
+    assert "a.bpmn: b: business rule task without camunda:decisionRef" in messages(result, "error")
+
+
+DMN = b"""<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="d" name="d" namespace="x">
+  <decision id="first" name="First"><decisionTable id="t1">
+    <input id="i1"><inputExpression id="x1" typeRef="integer"><text>x</text></inputExpression></input>
+    <output id="o1" name="a" typeRef="string"/>
+    <rule id="r1"><inputEntry><text>-</text></inputEntry><outputEntry><text>"A"</text></outputEntry></rule>
+  </decisionTable></decision>
+  <decision id="second" name="Second"><decisionTable id="t2">
+    <input id="i2"><inputExpression id="x2" typeRef="integer"><text>x</text></inputExpression></input>
+    <output id="o2" name="b" typeRef="string"/>
+    <rule id="r2"><inputEntry><text>-</text></inputEntry><outputEntry><text>"B"</text></outputEntry></rule>
+  </decisionTable></decision>
+</definitions>"""
+
+
+def test_dmn_with_several_decisions_and_entries_without_id():
+    tasks = '<bpmn:businessRuleTask id="b" camunda:decisionRef="second"/>'
+    result = check_sources({"a.bpmn": linear(tasks, "b"), "d.dmn": DMN})
+    assert result.ok, messages(result)
+    assert set(result.processes["p"].sources) == {"a.bpmn", "d.dmn"}
+    wf = BpmnWorkflow(result.processes["p"].spec)
+    wf.do_engine_steps()
+    assert wf.completed and wf.last_task.data["b"] == "B"
+
+
+def test_unknown_decision_ref():
+    result = check_sources({"a.bpmn": linear('<bpmn:businessRuleTask id="b" camunda:decisionRef="x"/>', "b"),
+                            "d.dmn": DMN})
+    assert "a.bpmn: b: decision 'x' was not found in the given DMN files" in messages(result, "error")
+
+
+def test_call_activity_calling_its_own_process():
+    result = check_sources({"a.bpmn": linear('<bpmn:callActivity id="c" calledElement="p"/>', "c")})
+    assert not result.processes
+    assert any(m.startswith("a.bpmn: c: Call activity calls its own process") for m in messages(result))
+
+
+def test_called_process_missing_or_defined_twice():
+    caller = linear('<bpmn:callActivity id="c" calledElement="q"/>', "c")
+    callee = linear('<bpmn:task id="t"/>', "t", pid="q")
+    missing = check_sources({"a.bpmn": caller})
+    assert "a.bpmn: c: called process 'q' was not found in the given files" in messages(missing, "error")
+    twice = check_sources({"a.bpmn": caller, "b.bpmn": callee, "c.bpmn": callee})
+    assert "c.bpmn: q: Process 'q' is defined twice (also in b.bpmn)" in messages(twice, "error")
+    fine = check_sources({"a.bpmn": caller, "b.bpmn": callee})
+    assert fine.ok and set(fine.processes["p"].sources) == {"a.bpmn", "b.bpmn"}
+
+
+def test_bare_iso_timer_is_fine_and_cron_is_an_error():
+    timer = ('<bpmn:intermediateCatchEvent id="w"><bpmn:timerEventDefinition><bpmn:{kind}>{value}</bpmn:{kind}>'
+             '</bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>')
+    ok = check_sources({"a.bpmn": linear(timer.format(kind="timeDuration", value="P3D"), "w")})
+    assert ok.ok and "p" in ok.processes
+    assert ok.processes["p"].spec.task_specs["w"].event_definition.expression == '"P3D"'
+    cron = check_sources({"a.bpmn": linear(timer.format(kind="timeCycle", value="0 0/5 * * * ?"), "w")})
+    assert ("a.bpmn: w: timer: cron cycles are not supported; use an ISO-8601 repetition like R/PT5M"
+            in messages(cron, "error"))
+
+
+GATEWAY = """<bpmn:startEvent id="s"/><bpmn:exclusiveGateway id="g" {default}/>
+<bpmn:endEvent id="e1"/><bpmn:endEvent id="e2"/>
+<bpmn:sequenceFlow id="f0" sourceRef="s" targetRef="g"/>
+<bpmn:sequenceFlow id="fa" sourceRef="g" targetRef="e1">{cond_a}</bpmn:sequenceFlow>
+<bpmn:sequenceFlow id="fb" sourceRef="g" targetRef="e2">{cond_b}</bpmn:sequenceFlow>"""
+
+
+def cond(text):
+    return f"<bpmn:conditionExpression>{text}</bpmn:conditionExpression>"
+
+
+def test_juel_conditions_translate_and_unsupported_ones_are_errors():
+    good = check_sources({"a.bpmn": bpmn(GATEWAY.format(default='default="fb"', cond_a=cond("${ok}"), cond_b=""))})
+    assert good.ok, messages(good)
+    bad = check_sources({"a.bpmn": bpmn(GATEWAY.format(default='default="fb"', cond_b="",
+                                                       cond_a=cond("${ok ? 1 : 2}")))})
+    assert any(m.startswith("a.bpmn: fa: condition: the conditional operator '?:' is not supported")
+               for m in messages(bad, "error"))
+
+
+def test_gateway_without_condition_or_default():
+    missing = check_sources({"a.bpmn": bpmn(GATEWAY.format(default="", cond_a=cond("ok"), cond_b=""))})
+    assert ("a.bpmn: fb: sequence flow leaving gateway 'g' has no condition and is not the default flow"
+            in messages(missing, "error"))
+    no_default = check_sources({"a.bpmn": bpmn(GATEWAY.format(default="", cond_a=cond("ok"),
+                                                              cond_b=cond("not ok")))})
+    assert no_default.ok
+    assert any(m.startswith("a.bpmn: g: gateway has conditions but no default flow")
+               for m in messages(no_default, "warning"))
+
+
+def test_unreachable_node_is_a_warning():
+    body = LINEAR.format(middle='<bpmn:task id="t"/><bpmn:task id="island"/>', first="t", last="t")
+    result = check_sources({"a.bpmn": bpmn(body)})
+    assert result.ok
+    assert "a.bpmn: island: unreachable: no path from a start event leads here" in messages(result, "warning")
+
+
+def test_data_store_without_implementation():
+    extra = '<bpmn:dataStore id="ds" name="Archive"/>'
+    task = ('<bpmn:task id="t"><bpmn:dataOutputAssociation id="a"><bpmn:targetRef>dsr</bpmn:targetRef>'
+            '</bpmn:dataOutputAssociation></bpmn:task><bpmn:dataStoreReference id="dsr" dataStoreRef="ds"/>')
+    unused = check_sources({"a.bpmn": linear('<bpmn:task id="t"/>', "t", extra=extra)})
+    assert unused.ok and "p" in unused.processes
+    assert any("data store 'Archive' has no implementation" in m for m in messages(unused, "warning"))
+    used = check_sources({"a.bpmn": linear(task, "t", extra=extra)})
+    assert "a.bpmn: t: Data store 'Archive' has no implementation; data stores are not supported" in messages(
+        used, "error")
+
+
+def test_non_executable_process_is_a_warning_and_not_returned():
+    result = check_sources({"a.bpmn": linear('<bpmn:task id="t"/>', "t", executable="false")})
+    assert result.ok and not result.processes
+    assert messages(result) == ['a.bpmn: p: process is not executable (isExecutable="false"); it is not deployed']
+
+
+def test_unsupported_script_and_service_implementations():
+    groovy = '<bpmn:scriptTask id="t" scriptFormat="groovy"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>'
+    result = check_sources({"a.bpmn": linear(groovy, "t")})
+    assert any(m.startswith("a.bpmn: t: script format 'groovy' is not supported") for m in messages(result))
+    service = '<bpmn:serviceTask id="t" camunda:class="org.example.Delegate"/>'
+    result = check_sources({"a.bpmn": linear(service, "t")})
+    assert result.ok and any("camunda:class is not run" in m for m in messages(result, "warning"))
+
+
+def test_user_task_expressions_are_checked():
+    task = '<bpmn:userTask id="u" camunda:assignee="${bean.find()}" camunda:candidateGroups="${unit}:lead"/>'
+    result = check_sources({"a.bpmn": linear(task, "u")})
+    assert [f.element_id for f in result.errors] == ["u"]
+    assert "camunda:assignee" in result.errors[0].message
+
+
+def test_unexpected_exception_becomes_a_finding(monkeypatch):
+    from engine import parser
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(parser.FallwerkParser, "get_spec", explode)
+    result = check_sources({"a.bpmn": linear('<bpmn:task id="t"/>', "t")})
+    assert "a.bpmn: p: RuntimeError: boom" in messages(result, "error")
+
+
+def test_sandbox_problems_are_findings(monkeypatch):
+    fake = types.ModuleType("engine.sandbox")
+
+    def check_expression(source, *, mode="eval"):
+        return ["imports are not allowed"] if "import" in source else []
+
+    fake.check_expression = check_expression
+    monkeypatch.setitem(sys.modules, "engine.sandbox", fake)
+    script = '<bpmn:scriptTask id="t"><bpmn:script>import os</bpmn:script></bpmn:scriptTask>'
+    result = check_sources({"a.bpmn": linear(script, "t")})
+    assert "a.bpmn: t: script: imports are not allowed" in messages(result, "error")
+
+
+def test_finding_dict_and_result():
+    finding = Finding("a.bpmn", "-", "error", "bad")
+    assert str(finding) == "a.bpmn: -: bad"
+    assert finding.to_dict() == {"file": "a.bpmn", "element_id": "-", "severity": "error", "message": "bad"}
+    result = check_sources({"a.bpmn": b"nope"})
+    assert result.to_dict()["ok"] is False
