@@ -122,7 +122,7 @@ def _as_utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def sync_timers(session: Session, instance: ProcessInstance, workflow) -> None:
+def sync_timers(session: Session, instance: ProcessInstance, workflow, *, now: datetime) -> None:
     waiting = {}
     if instance.status == "running":
         for task in workflow.get_tasks(state=TaskState.WAITING):
@@ -133,10 +133,17 @@ def sync_timers(session: Session, instance: ProcessInstance, workflow) -> None:
     for row in rows:
         current = waiting.pop(row.task_id, None)
         if current is None:
-            session.delete(row)
-        elif current[1] != row.due_at:
-            row.due_at = current[1]
-            row.next_attempt_at = None
+            if row.due_at <= now:
+                row.state, row.fired_at = "fired", now
+            else:
+                session.delete(row)  # withdrawn before it fell due (the task moved on)
+        elif current[1] != row.due_at:  # a cycle moved on: record this firing, wait for the next
+            if row.due_at <= now:
+                row.state, row.fired_at = "fired", now
+                waiting[row.task_id] = current
+            else:
+                row.due_at = current[1]
+                row.next_attempt_at = None
     for task_id, (task, due) in waiting.items():
         session.add(Timer(instance_id=instance.id, task_id=task_id,
                           element_id=task.task_spec.bpmn_id or task.task_spec.name, due_at=due, state="waiting",

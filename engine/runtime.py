@@ -11,6 +11,7 @@ incident records what failed; `retry` runs the steps again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -273,7 +274,7 @@ class Runtime:
                 probe.refresh_timers()
                 try:
                     probe.do_engine_steps()
-                except Exception:
+                except Exception:  # noqa: BLE001 - the worker records it; here we only ask about the task
                     log.info("engine steps failed while checking task freshness", extra={"task": row.id})
         spiff_task = probe.get_task_from_id(UUID(row.id)) if UUID(row.id) in _all_ids(probe) else None
         if spiff_task is None or spiff_task.state != TaskState.READY:
@@ -313,18 +314,20 @@ class Runtime:
         ))
 
     def _advance(self, instance: ProcessInstance, workflow: BpmnWorkflow, *, actor: str, action: str = "run") -> None:
-        """Run engine steps; on failure keep the last good state and record an incident."""
+        """Run engine steps and save; on failure keep the last good state and record an incident."""
         snapshot = serialization.dump_state(workflow)
         try:
-            with engine_time(self.clock):
-                workflow.refresh_timers()
-                workflow.do_engine_steps()
-        except Exception as exc:
+            with self.session.begin_nested():
+                with engine_time(self.clock):
+                    workflow.refresh_timers()
+                    workflow.do_engine_steps()
+                self._save(instance, workflow)
+        except Exception as exc:  # noqa: BLE001 - any failure of model code becomes an incident
             self._incident(instance, exc, actor=actor, action=action)
             loaded = self.specs.get(instance.definition)
             workflow = serialization.load_state(snapshot, loaded.spec, loaded.subprocess_specs,
                                                 script_engine=make_script_engine())
-        self._save(instance, workflow)
+            self._save(instance, workflow, describe_failures_as_incidents=True)
 
     def _incident(self, instance: ProcessInstance, exc: Exception, *, actor: str, action: str) -> Incident:
         element_id, message = describe_error(exc)
@@ -339,7 +342,8 @@ class Runtime:
         log.warning("incident", extra={"instance": instance.id, "element": element_id, "error": message[:500]})
         return incident
 
-    def _save(self, instance: ProcessInstance, workflow: BpmnWorkflow) -> None:
+    def _save(self, instance: ProcessInstance, workflow: BpmnWorkflow, *,
+              describe_failures_as_incidents: bool = False) -> None:
         now = self.clock.now()
         instance.state_json = serialization.dump_state(workflow)
         instance.serializer_version = serialization.SERIALIZER_VERSION
@@ -353,12 +357,22 @@ class Runtime:
         active = [t.task_spec.bpmn_id for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING
                                                                   | TaskState.STARTED) if t.task_spec.bpmn_id]
         instance.active_elements = ",".join(sorted(set(active)))[:4000]
-        mirror.sync_tasks(self.session, instance, workflow, now=now,
-                          describe=lambda t: self._describe(instance, t, now))
-        mirror.sync_timers(self.session, instance, workflow)
+        describe = functools.partial(self._describe, instance, now=now)
+        if describe_failures_as_incidents:
+            describe = functools.partial(self._describe_or_incident, instance, now=now)
+        mirror.sync_tasks(self.session, instance, workflow, now=now, describe=describe)
+        mirror.sync_timers(self.session, instance, workflow, now=now)
         self.session.flush()
 
-    def _describe(self, instance: ProcessInstance, spiff_task, now: datetime) -> dict:
+    def _describe_or_incident(self, instance: ProcessInstance, spiff_task, *, now: datetime) -> dict:
+        """Like `_describe`, but a task whose attributes cannot be resolved goes to its initiator."""
+        try:
+            return self._describe(instance, spiff_task, now=now)
+        except FallwerkError as exc:
+            self._incident(instance, exc, actor=SYSTEM, action="mirror")
+            return {"candidate_users": [instance.started_by], "candidate_groups": []}
+
+    def _describe(self, instance: ProcessInstance, spiff_task, *, now: datetime) -> dict:
         """Resolve a new human task's candidates, assignee, dates and form from its Camunda attributes."""
         attrs = mirror.camunda_attrs(spiff_task.task_spec)
         resolve = _Resolver(spiff_task)
@@ -463,8 +477,9 @@ def _check_keys(data: dict) -> None:
         raise ValidationFailed("invalid data keys", errors={str(k): ["not a valid variable name"] for k in bad})
 
 
-def _split(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
+def _split(value: str | list | None) -> list[str]:
+    parts = value if isinstance(value, list) else (value or "").split(",")
+    return [part.strip() for part in parts if part and part.strip()]
 
 
 class _Resolver:
@@ -473,7 +488,9 @@ class _Resolver:
     def __init__(self, spiff_task):
         self.task = spiff_task
 
-    def __call__(self, value: str | None) -> str | None:
+    def __call__(self, value: str | list | None) -> str | None:
+        if isinstance(value, list):
+            return ",".join(self(item) or "" for item in value)
         if value is None or ("${" not in value and "#{" not in value):
             return value
         from .expressions import resolve_template
