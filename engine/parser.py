@@ -15,6 +15,7 @@ from __future__ import annotations
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnParser, full_tag
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference
+from SpiffWorkflow.bpmn.specs.defaults import NoneTask
 from SpiffWorkflow.bpmn.specs.event_definitions.conditional import ConditionalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
@@ -23,6 +24,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 )
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask as SubWorkflowTaskMixin
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
+from SpiffWorkflow.camunda.parser.event_parsers import CamundaEventDefinitionParser
 from SpiffWorkflow.camunda.parser.task_spec import (
     CAMUNDA_MODEL_NS,
     BusinessRuleTaskParser,
@@ -146,7 +148,9 @@ class FallwerkTaskMixin:
             if not (messages[0].get("name") or "").strip():
                 raise invalid(f"Message '{message_ref}' has no name; messages are matched by name",
                               self.node, self.filename)
-        definition = super().parse_message_event(message_event)
+        # Always the Camunda definition: the stock BPMN one (used by send and receive tasks) cannot be
+        # stored by the Camunda serializer configuration.
+        definition = CamundaEventDefinitionParser.parse_message_event(self, message_event)
         payload = getattr(definition, "expression", None)
         if payload is not None:
             definition.expression = self._translate(payload)
@@ -299,6 +303,10 @@ def _override_classes():
     classes[full_tag("businessRuleTask")] = (FallwerkBusinessRuleTaskParser, BusinessRuleTask)
     classes[full_tag("scriptTask")] = (FallwerkScriptTaskParser, classes[full_tag("scriptTask")][1])
     classes[full_tag("callActivity")] = (FallwerkCallActivityParser, classes[full_tag("callActivity")][1])
+    # The Camunda serializer configuration has no converter for ServiceTask; a service task does
+    # nothing in SpiffWorkflow anyway, so it becomes a NoneTask (its camunda:* attributes stay in
+    # extensions["camunda"]).
+    classes[full_tag("serviceTask")] = (classes[full_tag("serviceTask")][0], NoneTask)
     return {tag: (_wrap(parser), spec) for tag, (parser, spec) in classes.items()}
 
 

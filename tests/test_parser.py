@@ -315,3 +315,19 @@ def test_groovy_script_is_rejected():
     <bpmn:sequenceFlow id="f2" sourceRef="t" targetRef="e"/>"""
     with pytest.raises(ValidationException, match="'groovy' is not supported"):
         parser_for(bpmn(body)).get_spec("p")
+
+
+def test_service_and_send_tasks_serialize_with_the_camunda_configuration():
+    body = """<bpmn:startEvent id="s"/>
+    <bpmn:serviceTask id="svc" camunda:type="external" camunda:topic="mail"/>
+    <bpmn:sendTask id="snd" messageRef="m"/>
+    <bpmn:endEvent id="e"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="svc"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="svc" targetRef="snd"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="snd" targetRef="e"/>"""
+    wf = workflow(bpmn(body, extra='<bpmn:message id="m" name="done"/>'))
+    assert wf.spec.task_specs["svc"].extensions["camunda"] == {"type": "external", "topic": "mail",
+                                                              "external": True}
+    serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
+    restored = serializer.deserialize_json(serializer.serialize_json(wf))
+    assert restored.spec.task_specs["snd"].event_definition.name == "done"
