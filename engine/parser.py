@@ -12,10 +12,13 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+
+from SpiffWorkflow.bpmn import BpmnEvent
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnParser, full_tag
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference
-from SpiffWorkflow.bpmn.specs.defaults import NoneTask
+from SpiffWorkflow.bpmn.specs.defaults import ManualTask
 from SpiffWorkflow.bpmn.specs.event_definitions.conditional import ConditionalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
@@ -34,6 +37,7 @@ from SpiffWorkflow.camunda.parser.task_spec import (
     UserTaskParser,
 )
 from SpiffWorkflow.camunda.specs.business_rule_task import BusinessRuleTask
+from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition as CamundaMessageEventDefinition
 from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.dmn.parser.DMNParser import DMNParser
 
@@ -54,6 +58,38 @@ FLOW_NODE_TAGS = {
     "parallelGateway", "eventBasedGateway", "complexGateway",
 }
 DMN_ID_TAGS = {"decision", "decisionTable", "input", "output", "rule", "inputEntry", "outputEntry"}
+
+
+class MessageEventDefinition(CamundaMessageEventDefinition):
+    """Camunda's message event, with a payload dict merged into the receiving task's data.
+
+    Camunda's own flavour stores every received payload under one variable (`<task>_Response` unless
+    `camunda:resultVariable` names one) and fails when a throwing event has no `camunda:expression`.
+    Here a named result variable still wins; otherwise the keys of a dict payload become variables,
+    and a throw without an expression sends a copy of the task's data (the BPMN default).
+    """
+
+    def throw(self, my_task):
+        if self.expression is None:
+            payload = deepcopy(my_task.data)
+        else:
+            payload = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+        my_task.workflow.top_workflow.catch(BpmnEvent(self, payload={"payload": payload,
+                                                                     "result_var": self.result_var}))
+
+    def update_internal_data(self, my_task, event):
+        my_task.internal_data[self.name] = event.payload
+
+    def update_task_data(self, my_task):
+        event_data = my_task.internal_data.get(self.name) or {}
+        payload = event_data.get("payload")
+        result_var = event_data.get("result_var") or self.result_var
+        if result_var:
+            my_task.data[result_var] = payload
+        elif isinstance(payload, dict):
+            my_task.data.update(payload)
+        elif payload is not None:
+            my_task.data[f"{self.name}_payload"] = payload
 
 
 def invalid(message: str, node=None, filename: str | None = None) -> ValidationException:
@@ -150,7 +186,9 @@ class FallwerkTaskMixin:
                               self.node, self.filename)
         # Always the Camunda definition: the stock BPMN one (used by send and receive tasks) cannot be
         # stored by the Camunda serializer configuration.
-        definition = CamundaEventDefinitionParser.parse_message_event(self, message_event)
+        stock = CamundaEventDefinitionParser.parse_message_event(self, message_event)
+        definition = MessageEventDefinition(stock.name, stock.correlation_properties, stock.expression,
+                                            stock.result_var)
         payload = getattr(definition, "expression", None)
         if payload is not None:
             definition.expression = self._translate(payload)
@@ -303,10 +341,10 @@ def _override_classes():
     classes[full_tag("businessRuleTask")] = (FallwerkBusinessRuleTaskParser, BusinessRuleTask)
     classes[full_tag("scriptTask")] = (FallwerkScriptTaskParser, classes[full_tag("scriptTask")][1])
     classes[full_tag("callActivity")] = (FallwerkCallActivityParser, classes[full_tag("callActivity")][1])
-    # The Camunda serializer configuration has no converter for ServiceTask; a service task does
-    # nothing in SpiffWorkflow anyway, so it becomes a NoneTask (its camunda:* attributes stay in
-    # extensions["camunda"]).
-    classes[full_tag("serviceTask")] = (classes[full_tag("serviceTask")][0], NoneTask)
+    # A service task has no implementation we could run (camunda:class and friends are Java): it
+    # waits as external work, a manual task mirrored with kind "external" and completed from outside
+    # (its camunda:* attributes stay in extensions["camunda"]).
+    classes[full_tag("serviceTask")] = (classes[full_tag("serviceTask")][0], ManualTask)
     return {tag: (_wrap(parser), spec) for tag, (parser, spec) in classes.items()}
 
 

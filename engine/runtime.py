@@ -163,7 +163,7 @@ class Runtime:
         workflow = self._load(instance)
         payload = dict(payload or {})
         _check_keys(payload)
-        event = BpmnEvent(MessageEventDefinition(name), payload)
+        event = _message_event(workflow, name, payload)
         try:
             with engine_time(self.clock):
                 workflow.send_event(event)
@@ -432,6 +432,12 @@ def task_form(task_spec, forms: dict):
     return None
 
 
+def completed_elements(workflow: BpmnWorkflow) -> list[str]:
+    """BPMN ids of the elements that ran, in order of completion, each once."""
+    done = sorted(workflow.get_tasks(state=TaskState.COMPLETED), key=lambda t: t.last_state_change)
+    return list(dict.fromkeys(t.task_spec.bpmn_id for t in done if t.task_spec.bpmn_id))
+
+
 def instance_data(workflow: BpmnWorkflow) -> dict:
     if workflow.is_completed():
         return dict(workflow.data)
@@ -462,6 +468,18 @@ def describe_error(exc: BaseException) -> tuple[str | None, str]:
     else:
         message = f"{type(exc).__name__}: {exc}"
     return element_id, message
+
+
+def _message_event(workflow: BpmnWorkflow, name: str, payload: dict) -> BpmnEvent:
+    """An event that the instance's waiting message catchers recognise (they compare classes)."""
+    for task in workflow.get_tasks(state=TaskState.WAITING | TaskState.READY | TaskState.FUTURE):
+        definition = getattr(task.task_spec, "event_definition", None)
+        if isinstance(definition, MessageEventDefinition) and definition.name == name:
+            cls = type(definition)
+            if hasattr(definition, "result_var"):  # Camunda's flavour wraps the payload
+                return BpmnEvent(cls(name), {"payload": payload, "result_var": None})
+            return BpmnEvent(cls(name), payload)
+    return BpmnEvent(MessageEventDefinition(name), payload)
 
 
 def _all_ids(workflow: BpmnWorkflow) -> set:

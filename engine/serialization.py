@@ -22,9 +22,11 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import SimpleTaskConverter
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS as SPIFF_MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_VERSION
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.camunda.serializer.event_definition import MessageEventDefinitionConverter
 from SpiffWorkflow.task import Task as SpiffTask
 
 from .clock import _ClockedDatetime
+from .parser import MessageEventDefinition
 
 #: our envelope's version; bump it and add a step to _MIGRATIONS when the stored shape changes
 STATE_VERSION = 1
@@ -34,6 +36,7 @@ SERIALIZER_VERSION = f"{STATE_VERSION}/{SPIFF_VERSION}"
 def _build_serializer() -> BpmnWorkflowSerializer:
     config = dict(CAMUNDA_CONFIG)
     config[SpiffTask] = SimpleTaskConverter
+    config[MessageEventDefinition] = MessageEventDefinitionConverter
     registry = BpmnWorkflowSerializer.configure(config)
     registry.register(
         date, lambda v: {"value": v.isoformat()}, lambda v: date.fromisoformat(v["value"]), typename="date"

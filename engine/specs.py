@@ -22,19 +22,21 @@ class LoadedDefinition:
 class SpecCache:
     def __init__(self, size: int = 256):
         self._size = size
-        self._items: OrderedDict[int, LoadedDefinition] = OrderedDict()
+        self._items: OrderedDict[str, LoadedDefinition] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, definition: ProcessDefinition) -> LoadedDefinition:
+        # keyed by content, not row id: ids repeat across databases (tests, a restored backup)
+        key = definition.content_hash
         with self._lock:
-            hit = self._items.get(definition.id)
+            hit = self._items.get(key)
             if hit is not None:
-                self._items.move_to_end(definition.id)
+                self._items.move_to_end(key)
                 return hit
         spec, subprocess_specs = serialization.spec_from_json(definition.spec_json)
         loaded = LoadedDefinition(definition.id, spec, subprocess_specs, json.loads(definition.forms_json or "{}"))
         with self._lock:
-            self._items[definition.id] = loaded
+            self._items[key] = loaded
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
         return loaded

@@ -3,9 +3,7 @@
 import pytest
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
-from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.task import TaskState
 
 from engine.parser import FallwerkParser
@@ -91,8 +89,9 @@ def test_user_task_camunda_attributes_are_captured():
 
 def test_extensions_survive_serialization():
     wf = workflow(bpmn(USER_TASK))
-    serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
-    restored = serializer.deserialize_json(serializer.serialize_json(wf))
+    from engine.serialization import SERIALIZER
+
+    restored = SERIALIZER.deserialize_json(SERIALIZER.serialize_json(wf))
     camunda = restored.spec.task_specs["ut"].extensions["camunda"]
     assert camunda["candidateGroups"] == ["${unit}:lead", "lks"]
 
@@ -328,6 +327,7 @@ def test_service_and_send_tasks_serialize_with_the_camunda_configuration():
     wf = workflow(bpmn(body, extra='<bpmn:message id="m" name="done"/>'))
     assert wf.spec.task_specs["svc"].extensions["camunda"] == {"type": "external", "topic": "mail",
                                                               "external": True}
-    serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
-    restored = serializer.deserialize_json(serializer.serialize_json(wf))
+    from engine.serialization import SERIALIZER
+
+    restored = SERIALIZER.deserialize_json(SERIALIZER.serialize_json(wf))
     assert restored.spec.task_specs["snd"].event_definition.name == "done"

@@ -1,0 +1,230 @@
+"""The engine's runtime: deploying versions, running instances, tasks, messages, incidents."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select, text
+
+from engine import serialization
+from engine.deploy import deploy
+from engine.errors import ModelError, NotFound, PermissionDenied, StaleTask, ValidationFailed
+from engine.identity import get_user
+from engine.models import AuditEvent, Incident, ProcessDefinition, ProcessInstance, Task
+from engine.queries import open_tasks_for_user
+from engine.runtime import completed_elements
+from tests import modelkit
+
+
+def _deploy(db, **sources):
+    with db.transaction() as s:
+        return deploy(s, {f"{k}.bpmn": v for k, v in sources.items()}, user="carla", now=db.clock.now())
+
+
+def _open(db, instance_id):
+    with db.transaction() as s:
+        return s.scalars(select(Task).where(Task.instance_id == instance_id, Task.state == "open")
+                         .order_by(Task.element_id)).all()
+
+
+def _start(db, key, user="alice", **data):
+    with db.transaction() as s:
+        return db.runtime(s).start(key, user=user, data=data).id
+
+
+def _complete(db, task_id, user, **data):
+    with db.transaction() as s:
+        return db.runtime(s).complete(task_id, user=user, data=data)
+
+
+def _reload_equal(db, instance_id):
+    """Save/restore check: the stored state restores to a workflow that dumps to the same state."""
+    with db.transaction() as s:
+        instance = s.get(ProcessInstance, instance_id)
+        workflow = db.runtime(s).load_workflow(instance)
+        assert json.loads(serialization.dump_state(workflow)) == json.loads(instance.state_json)
+
+
+def test_deploying_unchanged_content_is_a_no_op_and_a_change_is_a_new_version(db):
+    first = _deploy(db, chain=modelkit.chain(n=2))
+    again = _deploy(db, chain=modelkit.chain(n=2))
+    changed = _deploy(db, chain=modelkit.chain(n=3))
+    assert [d.version for d in first.created] == [1]
+    assert again.created == [] and [d.version for d in again.unchanged] == [1]
+    assert again.deployment_id is None
+    assert [d.version for d in changed.created] == [2]
+
+
+def test_a_deploy_with_an_error_stores_nothing(db):
+    broken = modelkit.definitions("broken", '<bpmn:startEvent id="s" /><bpmn:userTask id="u" />'
+                                  '<bpmn:sequenceFlow id="f" sourceRef="s" targetRef="nowhere" />')
+    with pytest.raises(ModelError) as info, db.transaction() as s:
+        deploy(s, {"ok.bpmn": modelkit.chain(), "broken.bpmn": broken}, user="carla", now=db.clock.now())
+    assert info.value.findings
+    with db.transaction() as s:
+        assert s.scalar(select(ProcessDefinition.id)) is None
+
+
+def test_running_instances_stay_on_their_version(org):
+    _deploy(org, chain=modelkit.chain(n=2))
+    old = _start(org, "chain")
+    _deploy(org, chain=modelkit.chain(n=3))
+    new = _start(org, "chain")
+    with org.transaction() as s:
+        assert s.get(ProcessInstance, old).definition.version == 1
+        assert s.get(ProcessInstance, new).definition.version == 2
+    for _ in range(2):
+        (task,) = _open(org, old)
+        _complete(org, task.id, "alice")
+    with org.transaction() as s:
+        assert s.get(ProcessInstance, old).status == "completed"
+
+
+def test_an_approval_runs_through_with_candidates_due_dates_and_a_camunda_condition(org):
+    _deploy(org, approval=modelkit.approval())
+    iid = _start(org, "approval", unit="rz-west")
+    (request,) = _open(org, iid)
+    assert request.assignee == "alice"
+    _reload_equal(org, iid)
+    _complete(org, request.id, "alice", amount="300", reason="Fortbildung")
+    (decide,) = _open(org, iid)
+    assert decide.candidate_groups == "rz-west:lead"
+    assert decide.priority == 70
+    assert decide.due_at == org.clock.now().replace(day=29)
+    _reload_equal(org, iid)
+    with pytest.raises(PermissionDenied):
+        _complete(org, decide.id, "alice", approved=True)
+    instance = _complete(org, decide.id, "lena", approved=True)
+    assert instance.status == "completed"
+    with org.transaction() as s:
+        assert "end_yes" in completed_elements(org.runtime(s).load_workflow(s.get(ProcessInstance, iid)))
+
+
+def test_the_default_flow_is_taken_when_the_condition_is_false(org):
+    _deploy(org, approval=modelkit.approval())
+    iid = _start(org, "approval", unit="rz-west")
+    _complete(org, _open(org, iid)[0].id, "alice", amount=9000)
+    _complete(org, _open(org, iid)[0].id, "lena", approved=True)
+    with org.transaction() as s:
+        assert "end_no" in completed_elements(org.runtime(s).load_workflow(s.get(ProcessInstance, iid)))
+
+
+def test_form_data_is_validated_on_the_server_and_nothing_is_saved_on_error(org):
+    _deploy(org, approval=modelkit.approval())
+    iid = _start(org, "approval", unit="rz-west")
+    (request,) = _open(org, iid)
+    with pytest.raises(ValidationFailed) as info:
+        _complete(org, request.id, "alice", amount=99999)
+    assert "amount" in info.value.errors
+    with pytest.raises(ValidationFailed) as info:
+        _complete(org, request.id, "alice", amount=5, smuggled="x")
+    assert "smuggled" in info.value.errors
+    assert [t.id for t in _open(org, iid)] == [request.id]
+
+
+def test_completing_a_task_twice_fails_clearly(org):
+    _deploy(org, chain=modelkit.chain(n=2))
+    iid = _start(org, "chain")
+    (task,) = _open(org, iid)
+    _complete(org, task.id, "alice")
+    with pytest.raises(StaleTask, match="already completed by alice"):
+        _complete(org, task.id, "bob")
+
+
+def test_claim_unclaim_and_hand_over(org):
+    _deploy(org, chain=modelkit.chain(n=1))
+    iid = _start(org, "chain")
+    (task,) = _open(org, iid)
+    with org.transaction() as s:
+        org.runtime(s).claim(task.id, user="alice")
+    with pytest.raises(PermissionDenied):
+        _complete(org, task.id, "bob")
+    with pytest.raises(StaleTask), org.transaction() as s:
+        org.runtime(s).claim(task.id, user="bob")
+    with org.transaction() as s:
+        org.runtime(s).assign(task.id, assignee="bob", user="alice")
+    with pytest.raises(PermissionDenied), org.transaction() as s:
+        org.runtime(s).assign(task.id, assignee="otto", user="bob")  # otto is not a candidate
+    with org.transaction() as s:
+        org.runtime(s).unclaim(task.id, user="bob")
+        assert s.get(Task, task.id).assignee is None
+    _complete(org, task.id, "bob")
+
+
+def test_the_inbox_query_returns_exactly_what_a_user_may_work_on(org):
+    _deploy(org, chain=modelkit.chain(n=1), approval=modelkit.approval())
+    chain_id = _start(org, "chain")
+    approval_id = _start(org, "approval", unit="rz-west")
+    with org.transaction() as s:
+        def inbox(name):
+            return sorted((t.instance_id, t.element_id) for t in open_tasks_for_user(s, get_user(s, name)))
+
+        assert inbox("alice") == [(chain_id, "t1"), (approval_id, "request")]
+        assert inbox("bob") == [(chain_id, "t1")]
+        assert inbox("otto") == []
+        assert inbox("carla") == []
+
+
+def test_messages_reach_a_waiting_instance(org):
+    _deploy(org, waiter=modelkit.message_wait())
+    iid = _start(org, "waiter")
+    assert _open(org, iid) == []
+    with pytest.raises(Exception, match="not waiting for message 'other'"), org.transaction() as s:
+        org.runtime(s).send_message(iid, "other", user="alice")
+    with org.transaction() as s:
+        org.runtime(s).send_message(iid, "go", user="alice", payload={"note": "los"})
+    (after,) = _open(org, iid)
+    assert after.element_id == "after"
+
+
+def test_cancel_withdraws_open_tasks(org):
+    _deploy(org, chain=modelkit.chain(n=2))
+    iid = _start(org, "chain")
+    (task,) = _open(org, iid)
+    with org.transaction() as s:
+        org.runtime(s).cancel(iid, user="lena", reason="Doppelt erfasst")
+    assert _open(org, iid) == []
+    with pytest.raises(StaleTask):
+        _complete(org, task.id, "alice")
+
+
+def test_a_failing_expression_becomes_an_incident_and_retry_runs_it_again(org):
+    _deploy(org, calc=modelkit.with_script("calc", "total = price * count"))
+    iid = _start(org, "calc", price=5)
+    (first,) = _open(org, iid)
+    instance = _complete(org, first.id, "alice")
+    assert instance.has_incident and instance.status == "running"
+    with org.transaction() as s:
+        (incident,) = s.scalars(select(Incident)).all()
+        assert incident.element_id == "script"
+        assert "count" in incident.message
+        assert s.get(Task, first.id).state == "completed"  # the person's work is kept
+    with org.transaction() as s:
+        instance = org.runtime(s).retry(iid, user="lena")
+        assert instance.has_incident  # still failing: the data was not fixed
+        assert s.scalar(select(Incident.attempt).order_by(Incident.id.desc()).limit(1)) == 2
+
+
+def test_every_change_is_audited_with_the_changed_keys(org):
+    _deploy(org, approval=modelkit.approval())
+    iid = _start(org, "approval", unit="rz-west")
+    _complete(org, _open(org, iid)[0].id, "alice", amount=10, reason="x")
+    with org.transaction() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.instance_id == iid).order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.action) for e in events] == [("alice", "start"), ("alice", "complete")]
+    assert events[1].changed_keys == "amount,reason"
+
+
+def test_the_audit_table_refuses_updates_and_deletes(db):
+    _deploy(db, chain=modelkit.chain(n=1))
+    for statement in ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"):
+        with pytest.raises(Exception, match="append-only"), db.engine.begin() as conn:
+            conn.execute(text(statement))
+
+
+def test_unknown_process_and_task_are_not_found(org):
+    with pytest.raises(NotFound), org.transaction() as s:
+        org.runtime(s).start("nope", user="alice")
+    with pytest.raises(NotFound):
+        _complete(org, "00000000-0000-0000-0000-000000000000", "alice")
