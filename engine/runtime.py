@@ -11,6 +11,7 @@ incident records what failed; `retry` runs the steps again.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import re
@@ -37,6 +38,7 @@ from .errors import (
     StaleTask,
     ValidationFailed,
 )
+from .forms import deep_merge
 from .identity import get_user, groups_of
 from .models import Incident, ProcessDefinition, ProcessInstance, Task, Unit
 from .specs import DEFAULT_CACHE, SpecCache
@@ -97,8 +99,8 @@ class Runtime:
         spiff_task = workflow.get_task_from_id(UUID(task_id))
         self._may_act(row, user)
         clean = self.validate_task_data(row, spiff_task, dict(data or {}), loaded=self.specs.get(instance.definition))
-        before = dict(spiff_task.data)
-        spiff_task.data.update(clean)
+        before = copy.deepcopy(spiff_task.data)
+        spiff_task.data = deep_merge(spiff_task.data, clean)
         now = self.clock.now()
         with engine_time(self.clock):
             spiff_task.run()
@@ -428,7 +430,7 @@ def task_form(task_spec, forms: dict):
         return forms_module.load_form(definition)
     form = getattr(task_spec, "form", None)
     if form is not None and getattr(form, "fields", None):
-        return forms_module.form_from_camunda(form)
+        return forms_module.form_from_camunda(form, element_id=task_spec.bpmn_id or task_spec.name)
     return None
 
 
