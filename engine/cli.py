@@ -458,6 +458,22 @@ def worker(c: Context, once, interval, batch, as_json):
     worker_module.run_forever(c.factory, c.clock, interval=interval, batch=batch)
 
 
+@main.command()
+@click.option("--cases", default=36, show_default=True, help="How many demo cases to create.")
+@pass_ctx
+def demo(c: Context, cases):
+    """Set up a demo database: organisation, users for every role, procedures and cases."""
+    from . import demo as demo_module
+    from .migrate import upgrade
+
+    upgrade(c.engine)
+    created = demo_module.build(c.factory, ROOT)
+    click.echo(f"demo database ready: {c.engine.url.render_as_string(hide_password=True)} "
+               f"({created} new cases)")
+    click.echo(f"demo users (password '{demo_module.DEMO_PASSWORD}'): "
+               + ", ".join(u for u, _, _ in demo_module.DEMO_USERS))
+
+
 # --- accounts -----------------------------------------------------------------------------------------
 @main.group()
 def user():

@@ -82,6 +82,35 @@ def check_deployment(session: Session, sources: dict[str, bytes]):
     return result, forms, findings
 
 
+DEFAULT_PREFIX = "default."
+
+
+def start_defaults(process) -> dict:
+    """Start data defaults a model declares on its process element, so coordinators can change them:
+    `<camunda:property name="default.first_contact_days" value="3"/>`. Values are read as JSON where
+    they parse (numbers, true/false), else kept as text."""
+    from lxml import etree
+
+    from .check import _safe_parser
+
+    content = process.sources.get(process.file)
+    if content is None:
+        return {}
+    root = etree.fromstring(content, _safe_parser())
+    ns = {"bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL", "camunda": "http://camunda.org/schema/1.0/bpmn"}
+    defaults = {}
+    for prop in root.xpath(f'//bpmn:process[@id="{process.id}"]/bpmn:extensionElements/camunda:properties/'
+                           "camunda:property", namespaces=ns):
+        name = prop.get("name") or ""
+        if name.startswith(DEFAULT_PREFIX) and name[len(DEFAULT_PREFIX):].isidentifier():
+            raw = prop.get("value") or ""
+            try:
+                defaults[name[len(DEFAULT_PREFIX):]] = json.loads(raw)
+            except ValueError:
+                defaults[name[len(DEFAULT_PREFIX):]] = raw
+    return defaults
+
+
 def latest_form(session: Session, form_id: str) -> dict | None:
     content = session.scalar(
         select(DeploymentResource.content)
@@ -114,7 +143,8 @@ def deploy(session: Session, sources: dict[str, bytes], *, user: str, now: datet
                                            content=json.dumps(definition, ensure_ascii=False)))
 
     for key, process in processes.items():
-        spec_json = serialization.spec_to_json(process.spec, process.subprocess_specs)
+        spec_json = serialization.spec_to_json(process.spec, process.subprocess_specs,
+                                               start_defaults=start_defaults(process))
         refs = _user_task_form_refs(process.spec, process.subprocess_specs)
         forms_json = json.dumps({ref: forms[ref] for ref in sorted(refs)}, sort_keys=True, ensure_ascii=False)
         content_hash = hashlib.sha256((spec_json + "\n" + forms_json).encode()).hexdigest()

@@ -110,7 +110,7 @@ def load_organisation(session: Session, path: Path) -> dict:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise FallwerkError(f"Cannot read organisation file {path}: {exc}") from exc
-    for t in data.get("territories", []):
+    for t in data.get("territorial_units", data.get("territories", [])):
         territory = session.get(Territory, t["id"]) or Territory(id=t["id"])
         territory.name = t.get("name", t["id"])
         territory.kind = t.get("kind", "landkreis")

@@ -69,7 +69,7 @@ class Runtime:
         _check_keys(data)
         now = self.clock.now()
         workflow = BpmnWorkflow(loaded.spec, loaded.subprocess_specs, script_engine=make_script_engine())
-        start_data = {"initiator": user, **data}
+        start_data = {**loaded.start_defaults, "initiator": user, **data}
         workflow.get_tasks(state=TaskState.READY)[0].data.update(start_data)
         instance = ProcessInstance(
             case_number=_case_number(now),

@@ -69,19 +69,21 @@ class _EncoderMode:
         SERIALIZER.registry._encoder_mode = False
 
 
-def spec_to_json(spec, subprocess_specs: dict) -> str:
+def spec_to_json(spec, subprocess_specs: dict, *, start_defaults: dict | None = None) -> str:
     dct = {
         "spec": SERIALIZER.to_dict(spec),
         "subprocess_specs": {name: SERIALIZER.to_dict(s) for name, s in subprocess_specs.items()},
+        "start_defaults": start_defaults or {},
     }
     return json.dumps(dct, sort_keys=True, separators=(",", ":"))
 
 
 def spec_from_json(text: str):
+    """Returns (spec, subprocess specs, start data defaults)."""
     dct = json.loads(text)
     spec = SERIALIZER.from_dict(dct["spec"])
     subprocess_specs = {name: SERIALIZER.from_dict(s) for name, s in dct["subprocess_specs"].items()}
-    return spec, subprocess_specs
+    return spec, subprocess_specs, dct.get("start_defaults", {})
 
 
 def dump_state(workflow: BpmnWorkflow) -> str:

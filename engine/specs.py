@@ -17,6 +17,7 @@ class LoadedDefinition:
     spec: object
     subprocess_specs: dict
     forms: dict  # form id -> form-js definition (dict)
+    start_defaults: dict
 
 
 class SpecCache:
@@ -33,8 +34,9 @@ class SpecCache:
             if hit is not None:
                 self._items.move_to_end(key)
                 return hit
-        spec, subprocess_specs = serialization.spec_from_json(definition.spec_json)
-        loaded = LoadedDefinition(definition.id, spec, subprocess_specs, json.loads(definition.forms_json or "{}"))
+        spec, subprocess_specs, defaults = serialization.spec_from_json(definition.spec_json)
+        loaded = LoadedDefinition(definition.id, spec, subprocess_specs, json.loads(definition.forms_json or "{}"),
+                                  defaults)
         with self._lock:
             self._items[key] = loaded
             while len(self._items) > self._size:
