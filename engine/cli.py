@@ -43,6 +43,10 @@ class Context:
     def transaction(self):
         return db.transaction(self.factory)
 
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
 
 def _fail(message: str, code: int = 1):
     click.echo(f"fallwerk: error: {message}", err=True)
@@ -104,6 +108,7 @@ def main(ctx, now):
     logging.basicConfig(level=os.environ.get("FALLWERK_LOG_LEVEL", "WARNING"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     ctx.obj = Context(now)
+    ctx.call_on_close(ctx.obj.close)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -519,3 +524,7 @@ def group_add(c: Context, unit_id, name, kind):
     click.echo(f"unit {unit_id} saved")
 
 
+
+
+if __name__ == "__main__":
+    main()

@@ -13,8 +13,10 @@ from typing import Annotated
 
 from sqlalchemy import DateTime, Engine, MetaData, Text, TypeDecorator, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from . import config
+from .errors import Conflict
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -91,6 +93,9 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     try:
         yield session
         session.commit()
+    except StaleDataError as exc:
+        session.rollback()
+        raise Conflict("the case was changed by someone else at the same time; please try again") from exc
     except BaseException:
         session.rollback()
         raise

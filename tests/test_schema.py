@@ -1,0 +1,53 @@
+"""The database schema comes from migrations only, and stored state survives format changes."""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from engine import serialization
+from engine.db import Base
+from engine.models import ProcessInstance
+from tests import modelkit
+from tests.test_runtime import _deploy, _open, _start
+
+
+def test_models_and_migrations_do_not_drift(db):
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == [], "models and migrations differ: add a migration (alembic revision --autogenerate)"
+
+
+def test_state_written_before_the_envelope_version_is_migrated_on_load(org):
+    _deploy(org, chain=modelkit.chain(n=2))
+    iid = _start(org, "chain")
+    with org.transaction() as s:
+        instance = s.get(ProcessInstance, iid)
+        old = json.loads(instance.state_json)
+        old.pop("fallwerk_state_version")
+        instance.state_json = json.dumps(old)
+    (task,) = _open(org, iid)
+    with org.transaction() as s:
+        assert org.runtime(s).complete(task.id, user="alice").status == "running"
+        assert json.loads(s.get(ProcessInstance, iid).state_json)["fallwerk_state_version"] == \
+            serialization.STATE_VERSION
+
+
+def test_task_data_survives_a_database_that_reorders_json_keys(org):
+    """jsonb sorts keys; with whole data per task (not deltas) the restore does not depend on order."""
+    _deploy(org, approval=modelkit.approval())
+    iid = _start(org, "approval", unit="rz-west")
+    with org.transaction() as s:
+        org.runtime(s).complete(_open(org, iid)[0].id, user="alice", data={"amount": 42, "reason": "x"})
+    with org.transaction() as s:
+        instance = s.get(ProcessInstance, iid)
+        reordered = json.loads(instance.state_json)
+        reordered["tasks"] = dict(sorted(reordered["tasks"].items(), reverse=True))
+        instance.state_json = json.dumps(reordered, sort_keys=True)
+    (decide,) = _open(org, iid)
+    with org.transaction() as s:
+        workflow = org.runtime(s).load_workflow(s.get(ProcessInstance, iid))
+        assert workflow.get_task_from_id(UUID(decide.id)).data["amount"] == 42
