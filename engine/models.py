@@ -227,3 +227,50 @@ class AuditEvent(Base):
     element_id: Mapped[str | None] = mapped_column(String(255))
     changed_keys: Mapped[str] = mapped_column(Text, default="")  # comma-separated data keys
     detail: Mapped[str] = mapped_column(Text, default="")  # JSON
+
+
+# --- web app: saved inbox filters, case comments and attachments (migration 0002) ---------------------
+class SavedFilter(Base):
+    """A named inbox filter of one user: the query string of the inbox page."""
+
+    __tablename__ = "saved_filters"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    query: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+
+
+class CaseComment(Base):
+    __tablename__ = "case_comments"
+    __table_args__ = (Index("ix_case_comments_instance", "instance_id", "id"),)
+
+    id: Mapped[intpk]
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(80))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class CaseAttachment(Base):
+    """An uploaded file; the content lives outside the web root under `stored_name` (random)."""
+
+    __tablename__ = "case_attachments"
+    __table_args__ = (Index("ix_case_attachments_instance", "instance_id", "id"),)
+
+    id: Mapped[intpk]
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"))
+    uploaded_by: Mapped[str] = mapped_column(String(80))
+    filename: Mapped[str] = mapped_column(String(255))
+    stored_name: Mapped[str] = mapped_column(String(64), unique=True)
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+# Inbox sort orders (by priority, by creation) read an index, as the due-date order does.
+Index("ix_tasks_open_priority", Task.state, Task.assignee, Task.priority)
+Index("ix_tasks_open_created", Task.state, Task.assignee, Task.created_at)
