@@ -65,9 +65,9 @@ STEERING = {
 }
 
 
-def create_users(session: Session, clock) -> None:
+def create_users(session: Session, clock, *, password: str | None = DEMO_PASSWORD) -> None:
     for username, name, memberships in DEMO_USERS:
-        identity.add_user(session, username, now=clock.now(), display_name=name, password=DEMO_PASSWORD,
+        identity.add_user(session, username, now=clock.now(), display_name=name, password=password,
                           email=f"{username}@example.org", memberships=memberships)
 
 
