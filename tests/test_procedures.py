@@ -723,4 +723,4 @@ def test_a_consultation_called_from_an_intervention_can_be_escalated():
     run.complete("Task_DocumentIntervention", {"activity_notes": "Geheim", "contact_established": True})
     run.complete("Task_ReviewIntervention", {"review_outcome": "commissioned", "review_note": "Beratung gewünscht"})
     run.send_message("escalation_requested", {"escalation_kind": "support", "escalation_reason": "x"})
-    assert "Task_ReviewEscalation" in run.ready()
+    assert "Task_LksReview" in run.ready()
