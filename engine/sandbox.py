@@ -78,8 +78,8 @@ class _GuardedType(type):
         return issubclass(sub, cls._wrapped)
 
     def __call__(cls, *args, **kwargs):
-        if args:
-            cls._check(args[0])
+        if args or "object" in kwargs:
+            cls._check(args[0] if args else kwargs["object"])
         return cls._wrapped(*args, **kwargs)
 
     def __getattr__(cls, name):
