@@ -40,6 +40,7 @@ from functools import lru_cache
 from SpiffWorkflow.bpmn.script_engine.python_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 
+from engine.clock import _ClockedDatetime
 from engine.errors import ExpressionError, FallwerkError, SandboxViolation
 from engine.sandbox_policy import (
     GUARDS,
@@ -310,7 +311,9 @@ _MATH = _Namespace(
         "fsum", "isclose", "isfinite", "isinf", "isnan", "gcd", "copysign", "fmod", "hypot", "sin", "cos",
         "tan", "asin", "acos", "atan", "atan2", "radians", "degrees")},
 )
-_DATETIME = _Namespace("datetime", date=_dt.date, datetime=_dt.datetime, time=_dt.time,
+# `datetime.datetime.now()` in a model is the engine's clock (engine/clock.py), so that a worker run
+# with `--now` and the tests see the same time in scripts as in timers.
+_DATETIME = _Namespace("datetime", date=_dt.date, datetime=_ClockedDatetime, time=_dt.time,
                        timedelta=_dt.timedelta, timezone=_dt.timezone)
 
 _INTERNAL_IMPORTS = frozenset({"time", "_strptime", "calendar", "locale", "unicodedata"})
