@@ -476,12 +476,27 @@ def _message_event(workflow: BpmnWorkflow, name: str, payload: dict) -> BpmnEven
     """An event that the instance's waiting message catchers recognise (they compare classes)."""
     for task in workflow.get_tasks(state=TaskState.WAITING | TaskState.READY | TaskState.FUTURE):
         definition = getattr(task.task_spec, "event_definition", None)
-        if isinstance(definition, MessageEventDefinition) and definition.name == name:
-            cls = type(definition)
-            if hasattr(definition, "result_var"):  # Camunda's flavour wraps the payload
-                return BpmnEvent(cls(name), {"payload": payload, "result_var": None})
-            return BpmnEvent(cls(name), payload)
+        # an event-based gateway (or a multiple event) waits for several definitions at once
+        for candidate in getattr(definition, "event_definitions", None) or [definition]:
+            if isinstance(candidate, MessageEventDefinition) and candidate.name == name:
+                cls = type(candidate)
+                correlations = _correlations(workflow, candidate, payload)
+                if hasattr(candidate, "result_var"):  # Camunda's flavour wraps the payload
+                    return BpmnEvent(cls(name), {"payload": payload, "result_var": None}, correlations)
+                return BpmnEvent(cls(name), payload, correlations)
     return BpmnEvent(MessageEventDefinition(name), payload)
+
+
+def _correlations(workflow: BpmnWorkflow, definition: MessageEventDefinition, payload: dict) -> dict:
+    """The message's correlation keys, read from its payload with the catcher's correlation properties
+    (once an instance has correlated, it only catches messages whose keys match)."""
+    if not definition.correlation_properties:
+        return {}
+    try:
+        return definition.calculate_correlations(workflow.script_engine, definition.correlation_properties, payload)
+    except Exception as exc:  # noqa: BLE001 - a missing property is the sender's mistake
+        _, message = describe_error(exc)
+        raise ValidationFailed(f"message '{definition.name}' lacks a correlation property: {message}") from exc
 
 
 def _all_ids(workflow: BpmnWorkflow) -> set:
