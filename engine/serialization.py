@@ -24,6 +24,7 @@ from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_VERSION
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.camunda.serializer.event_definition import MessageEventDefinitionConverter
 from SpiffWorkflow.task import Task as SpiffTask
+from SpiffWorkflow.task import TaskState
 
 from .clock import _ClockedDatetime
 from .parser import MessageEventDefinition
@@ -110,6 +111,12 @@ def load_state(text: str, spec, subprocess_specs: dict, script_engine=None) -> B
     owner.set_default_attributes(workflow, dct)
     owner.subprocesses_from_dict(dct["subprocesses"], workflow)
     workflow.bpmn_events = SERIALIZER.registry.restore(dct.pop("bpmn_events", []))
+    # SimpleTaskConverter registers every catching event that is FUTURE or later as waiting (the delta
+    # converter and a running workflow register only WAITING ones): a message would then be caught by an
+    # event the instance has not reached yet, and the flow would later run past it without waiting.
+    waiting = workflow.event_manager.tasks
+    for task_id in [i for i, task in waiting.items() if not task.has_state(TaskState.WAITING)]:
+        del waiting[task_id]
     if script_engine is not None:
         workflow.script_engine = script_engine
     return workflow
