@@ -74,8 +74,19 @@ class MessageEventDefinition(CamundaMessageEventDefinition):
             payload = deepcopy(my_task.data)
         else:
             payload = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+        correlations = self.get_correlations(my_task, payload)
+        my_task.workflow.correlations.update(correlations)
         my_task.workflow.top_workflow.catch(BpmnEvent(self, payload={"payload": payload,
-                                                                     "result_var": self.result_var}))
+                                                                     "result_var": self.result_var},
+                                                      correlations=correlations))
+
+    def get_correlations(self, my_task, payload):
+        # Correlation properties are read from the message content, not from its envelope.
+        if isinstance(payload, dict) and set(payload) == {"payload", "result_var"}:
+            payload = payload["payload"]
+        if not self.correlation_properties:
+            return {}
+        return super().get_correlations(my_task, payload if isinstance(payload, dict) else {})
 
     def update_internal_data(self, my_task, event):
         my_task.internal_data[self.name] = event.payload
