@@ -214,10 +214,30 @@ def check_sources(sources: dict[str, bytes]) -> CheckResult:
         except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
             add_finding(_exception_finding(exc, name, pid))
             continue
+        for finding in _inline_form_findings(spec, subprocess_specs, name):
+            add_finding(finding)
         result.processes[pid] = ParsedProcess(
             id=pid, name=process_parser.get_name(), file=name, spec=spec, subprocess_specs=subprocess_specs,
             sources=_needed_sources(pid, subprocess_specs, name, parser, documents, sources))
     return result
+
+
+def _inline_form_findings(spec, subprocess_specs, default_file):
+    """Findings of the inline `camunda:formField` forms of the user tasks: the runtime validates every
+    completion against them, so a form it cannot build must stop the deploy, not the task."""
+    from engine.forms import check_camunda_form
+
+    for process in [spec, *subprocess_specs.values()]:
+        file = getattr(process, "file", None) or default_file
+        for task_spec in process.task_specs.values():
+            form = getattr(task_spec, "form", None)
+            if form is None or not getattr(form, "fields", None):
+                continue
+            element = task_spec.bpmn_id or task_spec.name
+            try:
+                yield from check_camunda_form(form, file=file, element_id=element)
+            except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
+                yield Finding(file, element, "error", f"checker failed on the form: {exc.__class__.__name__}: {exc}")
 
 
 def _needed_sources(pid, subprocess_specs, name, parser, documents, sources) -> dict[str, bytes]:
