@@ -1,0 +1,34 @@
+// Bundles the browser code with esbuild: webapp/static/js/diagram.js -> webapp/static/dist/diagram.{js,css}.
+// `npm ci && npm run build`. The output is not committed (.gitignore); nothing is loaded from a CDN.
+import { build } from "esbuild";
+import { mkdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const out = join(root, "webapp", "static", "dist");
+
+await mkdir(out, { recursive: true });
+await build({
+  entryPoints: [join(root, "webapp", "static", "js", "diagram.js")],
+  bundle: true,
+  minify: true,
+  format: "iife",
+  target: ["es2020"],
+  outfile: join(out, "diagram.js"),
+  legalComments: "linked",
+  logLevel: "info",
+});
+// diagram-js.css and bpmn-js.css, concatenated by esbuild's CSS bundler
+await build({
+  stdin: {
+    contents: '@import "bpmn-js/dist/assets/diagram-js.css"; @import "bpmn-js/dist/assets/bpmn-js.css";',
+    resolveDir: root,
+    loader: "css",
+  },
+  bundle: true,
+  minify: true,
+  outfile: join(out, "diagram.css"),
+  loader: { ".woff": "file", ".woff2": "file", ".eot": "file", ".ttf": "file", ".svg": "file" },
+  logLevel: "info",
+});

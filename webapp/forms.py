@@ -1,0 +1,99 @@
+"""The app's own forms (sign-in, account, comments, uploads, case actions). Form definitions of
+tasks come from the engine (engine.forms)."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+
+MIN_PASSWORD = 10
+
+
+def choices(pairs) -> list:
+    """WTForms choices from (value, label) pairs: `SelectChoice` where WTForms has it (3.3+)."""
+    from wtforms import fields
+
+    select_choice = getattr(fields, "SelectChoice", None)
+    return [select_choice(value, label) for value, label in pairs] if select_choice else list(pairs)
+
+
+class LoginForm(FlaskForm):
+    username = StringField(_l("Benutzername"),
+                           validators=[DataRequired(_l("Bitte geben Sie Ihren Benutzernamen ein."))],
+                           render_kw={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"})
+    password = PasswordField(_l("Passwort"), validators=[DataRequired(_l("Bitte geben Sie Ihr Passwort ein."))],
+                             render_kw={"autocomplete": "current-password"})
+    next = HiddenField()
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField(_l("Aktuelles Passwort"), validators=[DataRequired(_l("Bitte geben Sie Ihr aktuelles "
+                                                                                   "Passwort ein."))],
+                            render_kw={"autocomplete": "current-password"})
+    new = PasswordField(_l("Neues Passwort"), description=_l("Mindestens 10 Zeichen, nicht Ihr Benutzername."),
+                        validators=[DataRequired(_l("Bitte geben Sie ein neues Passwort ein.")),
+                                    Length(min=MIN_PASSWORD, max=200,
+                                           message=_l("Das neue Passwort muss mindestens 10 Zeichen lang sein."))],
+                        render_kw={"autocomplete": "new-password"})
+    repeat = PasswordField(_l("Neues Passwort wiederholen"),
+                           validators=[EqualTo("new", _l("Die beiden neuen Passwörter stimmen nicht überein."))],
+                           render_kw={"autocomplete": "new-password"})
+
+    def __init__(self, *args, username: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.username = username
+
+    def validate_new(self, field):
+        if field.data and field.data.strip().lower() == self.username.lower():
+            raise ValidationError(_l("Das neue Passwort darf nicht Ihr Benutzername sein."))
+
+
+class LanguageForm(FlaskForm):
+    locale = RadioField(_l("Sprache der Oberfläche"), choices=choices([("de", "Deutsch"), ("en", "English")]),
+                        validators=[DataRequired(_l("Bitte wählen Sie eine Sprache."))])
+
+
+class CommentForm(FlaskForm):
+    body = TextAreaField(_l("Kommentar"), validators=[
+        DataRequired(_l("Bitte schreiben Sie einen Kommentar.")),
+        Length(max=5000, message=_l("Ein Kommentar darf höchstens 5.000 Zeichen lang sein."))])
+
+
+class AttachmentForm(FlaskForm):
+    file = FileField(_l("Datei"), description=_l("PDF, PNG, JPEG, DOCX, ODT oder TXT, höchstens 10 MB."),
+                     validators=[FileRequired(_l("Bitte wählen Sie eine Datei aus."))])
+
+
+class CancelForm(FlaskForm):
+    reason = TextAreaField(_l("Begründung"), validators=[
+        DataRequired(_l("Bitte begründen Sie den Abbruch.")),
+        Length(min=5, max=2000, message=_l("Die Begründung muss zwischen 5 und 2.000 Zeichen lang sein."))])
+
+
+class EscalationForm(FlaskForm):
+    kind = RadioField(_l("Art der Unterstützung"), choices=choices([
+        ("support", _l("Unterstützung durch das landesweite Beratungsnetzwerk")),
+        ("statewide", _l("Fall von landesweiter Bedeutung"))]),
+        validators=[DataRequired(_l("Bitte wählen Sie die Art der Unterstützung."))])
+    reason = TextAreaField(_l("Begründung"), validators=[
+        DataRequired(_l("Bitte begründen Sie die Anfrage.")),
+        Length(max=2000, message=_l("Die Begründung darf höchstens 2.000 Zeichen lang sein."))])
+
+
+class HandOverForm(FlaskForm):
+    assignee = SelectField(_l("Weitergeben an"), choices=[],
+                           validators=[DataRequired(_l("Bitte wählen Sie eine Kollegin oder einen Kollegen."))])
+
+
+class SavedFilterForm(FlaskForm):
+    name = StringField(_l("Name des Filters"), validators=[
+        DataRequired(_l("Bitte geben Sie dem Filter einen Namen.")),
+        Length(max=80, message=_l("Der Name darf höchstens 80 Zeichen lang sein."))])
+    query = HiddenField()
+
+
+class EmptyForm(FlaskForm):
+    """Buttons that only need the CSRF token (claim, release, sign out, delete)."""

@@ -1,0 +1,88 @@
+"""Request ids, structured request logs and security headers for every response."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, g, request
+
+log = logging.getLogger("webapp.request")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def request_id() -> str:
+    return g.get("request_id", "-")
+
+
+def _start() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+
+
+def _headers(response):
+    headers = response.headers
+    headers["X-Request-ID"] = request_id()
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers["X-Frame-Options"] = "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "same-origin"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
+    if request.endpoint != "static":
+        # case data must not stay in shared or browser caches
+        headers["Cache-Control"] = "no-store"
+    from flask import current_app
+
+    if current_app.config.get("SESSION_COOKIE_SECURE"):
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def _log(response):
+    from flask_login import current_user
+
+    started = g.get("request_started")
+    duration = round((time.perf_counter() - started) * 1000, 2) if started else None
+    user = current_user.row.username if current_user and current_user.is_authenticated else None
+    log.info("%s %s %s", request.method, request.path, response.status_code, extra={
+        "request_id": request_id(), "method": request.method, "path": request.path,
+        "endpoint": request.endpoint, "status": response.status_code, "duration_ms": duration, "user": user,
+    })
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_start)
+    app.after_request(_log)
+    app.after_request(_headers)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, with the `extra=` fields of the record."""
+
+    _standard = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {"at": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                   "logger": record.name, "message": record.getMessage()}
+        payload.update({k: v for k, v in vars(record).items() if k not in self._standard})
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """For the processes that serve the app (dev server, gunicorn): JSON lines on stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

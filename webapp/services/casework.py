@@ -1,0 +1,248 @@
+"""What the task and case pages show: forms of a task, earlier answers, history, diagram, next task.
+
+No Flask here. Form definitions and their WTForms classes are cached per deployed version (they never
+change once deployed).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.task import TaskState
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from engine import policy
+from engine.forms import DisplayValue, FormDefinition
+from engine.models import AuditEvent, DeploymentResource, Membership, ProcessDefinition, ProcessInstance, Task, User
+from engine.runtime import Runtime, task_form
+from engine.specs import LoadedDefinition
+
+ESCALATION_MESSAGE = "escalation_requested"
+_cache: dict[tuple, Any] = {}
+_lock = threading.Lock()
+
+
+def _cached(key: tuple, build):
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    value = build()
+    with _lock:
+        if len(_cache) > 2048:
+            _cache.clear()
+        _cache[key] = value
+    return value
+
+
+def form_for(definition: ProcessDefinition, loaded: LoadedDefinition, task_spec) -> FormDefinition | None:
+    key = ("form", definition.content_hash, task_spec.bpmn_id or task_spec.name)
+    return _cached(key, lambda: task_form(task_spec, loaded.forms))
+
+
+def wtforms_class(definition: ProcessDefinition, form: FormDefinition, element: str, base: type) -> type:
+    return _cached(("class", definition.content_hash, element, base), lambda: form.wtforms_class(base=base))
+
+
+def element_names(definition: ProcessDefinition, loaded: LoadedDefinition) -> dict[str, str]:
+    def build():
+        names: dict[str, str] = {}
+        for spec in (loaded.spec, *loaded.subprocess_specs.values()):
+            for task_spec in spec.task_specs.values():
+                if task_spec.bpmn_id:
+                    names.setdefault(task_spec.bpmn_id, task_spec.bpmn_name or task_spec.bpmn_id)
+        return names
+
+    return _cached(("names", definition.content_hash), build)
+
+
+def start_form(definition: ProcessDefinition, loaded: LoadedDefinition) -> tuple[str, FormDefinition] | None:
+    """The form of the process's (plain) start event, if it declares one: (element id, form)."""
+    for task_spec in loaded.spec.task_specs.values():
+        if type(task_spec).__name__ == "StartEvent" and task_spec.bpmn_id and \
+                getattr(task_spec, "event_definition", None).__class__.__name__ == "NoneEventDefinition":
+            form = form_for(definition, loaded, task_spec)
+            if form is not None:
+                return task_spec.bpmn_id, form
+    if definition.start_form and definition.start_form in loaded.forms:
+        from engine.forms import load_form
+
+        return "start", _cached(("start", definition.content_hash),
+                                lambda: load_form(loaded.forms[definition.start_form]))
+    return None
+
+
+@dataclass
+class Step:
+    """A completed task with its answers."""
+
+    task: Task
+    title: str
+    values: list[DisplayValue] = field(default_factory=list)
+    hidden_personal: int = 0  # personal answers left out for this viewer
+
+
+def completed_steps(session: Session, runtime: Runtime, instance: ProcessInstance, workflow, *,
+                    include_personal: bool) -> list[Step]:
+    loaded = runtime.specs.get(instance.definition)
+    rows = session.scalars(select(Task).where(Task.instance_id == instance.id, Task.state == "completed")
+                           .order_by(Task.ended_at, Task.id)).all()
+    steps = []
+    for row in rows:
+        step = Step(row, row.title)
+        try:
+            spiff_task = workflow.get_task_from_id(UUID(row.id))
+        except Exception:  # noqa: BLE001 - a task the workflow no longer keeps: show the step without data
+            spiff_task = None
+        if spiff_task is not None:
+            form = form_for(instance.definition, loaded, spiff_task.task_spec)
+            if form is not None:
+                shown = form.display_values(spiff_task.data, include_personal=True)
+                step.values = [v for v in shown if include_personal or not v.personal]
+                step.hidden_personal = len(shown) - len(step.values)
+        steps.append(step)
+    return steps
+
+
+@dataclass
+class HistoryEntry:
+    at: datetime
+    actor: str
+    action: str
+    element: str
+    detail: str = ""
+
+
+def history(session: Session, instance: ProcessInstance, names: dict[str, str]) -> list[HistoryEntry]:
+    """Who did what when: actions and element names only, never data values."""
+    import json
+
+    entries = []
+    for event in session.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance.id)
+                                 .order_by(AuditEvent.id)):
+        if event.action == "run":
+            continue
+        detail = ""
+        if event.action == "assign" and event.detail:
+            detail = json.loads(event.detail).get("assignee") or ""
+        element = names.get(event.element_id or "", "") if event.action != "start" else instance.definition.name
+        entries.append(HistoryEntry(event.at, event.actor, event.action, element, detail))
+    return entries
+
+
+def diagram_xml(session: Session, definition: ProcessDefinition) -> str | None:
+    """The BPMN source of a deployed version, as it was deployed."""
+    return session.scalar(select(DeploymentResource.content).where(
+        DeploymentResource.deployment_id == definition.deployment_id,
+        DeploymentResource.name == definition.source_name).limit(1))
+
+
+def markers(instance: ProcessInstance, workflow) -> tuple[list[str], list[str]]:
+    from engine.runtime import completed_elements
+
+    active = [e for e in (instance.active_elements or "").split(",") if e]
+    done = [e for e in completed_elements(workflow) if e not in active]
+    return done, active
+
+
+def waits_for_message(workflow, name: str) -> bool:
+    """Whether the instance would accept the message now (a waiting catch event or event subprocess)."""
+    for task in workflow.get_tasks(state=TaskState.WAITING | TaskState.READY):
+        definition = getattr(task.task_spec, "event_definition", None)
+        if isinstance(definition, MessageEventDefinition) and definition.name == name:
+            return True
+    return False
+
+
+def next_task(session: Session, user: User, instance_id: int) -> Task | None:
+    """The next open task of this case that the user may work on."""
+    for row in session.scalars(select(Task).where(Task.instance_id == instance_id, Task.state == "open")
+                               .order_by(Task.created_at, Task.id)):
+        if policy.can(user, policy.Permission.TASK_WORK, row):
+            return row
+    return None
+
+
+def open_tasks(session: Session, instance_id: int) -> list[Task]:
+    return list(session.scalars(select(Task).where(Task.instance_id == instance_id, Task.state == "open")
+                                .order_by(Task.created_at, Task.id)))
+
+
+def colleagues(session: Session, task: Task, user: User) -> list[User]:
+    """Active users (other than `user`) who are candidates for the task: whom it can be handed to."""
+    candidates = policy.task_candidates(session, task)
+    conditions = []
+    for group in candidates.get("group", ()):
+        unit, _, role = group.partition(":")
+        conditions.append((Membership.unit_id == unit) & (Membership.role == role) if role
+                          else Membership.unit_id == unit)
+    query = select(User).where(User.is_active.is_(True), User.username != user.username)
+    names = set(candidates.get("user", ()))
+    if conditions:
+        query = query.where(or_(User.username.in_(names), User.id.in_(select(Membership.user_id)
+                                                                      .where(or_(*conditions)))))
+    else:
+        query = query.where(User.username.in_(names))
+    excluded = candidates.get("not", set())
+    return [u for u in session.scalars(query.order_by(User.display_name, User.username))
+            if u.username not in excluded and u.username != task.assignee]
+
+
+def display_names(session: Session, usernames) -> dict[str, str]:
+    names = {n for n in usernames if n}
+    if not names:
+        return {}
+    return {u: d or u for u, d in session.execute(select(User.username, User.display_name)
+                                                  .where(User.username.in_(names)))}
+
+
+def task_spec_for(definition: ProcessDefinition, loaded: LoadedDefinition, element_id: str):
+    """The task spec of a BPMN element in a deployed version (the main process or a subprocess)."""
+
+    def build():
+        for spec in (loaded.spec, *loaded.subprocess_specs.values()):
+            for task_spec in spec.task_specs.values():
+                if task_spec.bpmn_id == element_id:
+                    return task_spec
+        return None
+
+    return _cached(("spec", definition.content_hash, element_id), build)
+
+
+@dataclass
+class TaskContext:
+    """A task with what its page needs: the case, the restored workflow, its data and form."""
+
+    task: Task
+    instance: ProcessInstance
+    workflow: Any
+    data: dict
+    form: FormDefinition | None
+
+
+def task_context(session: Session, runtime: Runtime, task: Task) -> TaskContext:
+    instance = session.get(ProcessInstance, task.instance_id)
+    workflow = runtime.load_workflow(instance)
+    try:
+        spiff_task = workflow.get_task_from_id(UUID(task.id))
+    except Exception:  # noqa: BLE001 - the workflow no longer keeps it
+        spiff_task = None
+    loaded = runtime.specs.get(instance.definition)
+    task_spec = spiff_task.task_spec if spiff_task is not None else task_spec_for(instance.definition, loaded,
+                                                                                  task.element_id)
+    form = form_for(instance.definition, loaded, task_spec) if task_spec is not None else None
+    return TaskContext(task, instance, workflow, dict(spiff_task.data) if spiff_task is not None else {}, form)
+
+
+def task_form_definition(session: Session, runtime: Runtime,
+                         task: Task) -> tuple[ProcessDefinition, FormDefinition | None]:
+    """The task's version and form, without restoring the workflow (the fast path of a form post)."""
+    instance = session.get(ProcessInstance, task.instance_id)
+    loaded = runtime.specs.get(instance.definition)
+    task_spec = task_spec_for(instance.definition, loaded, task.element_id)
+    return instance.definition, form_for(instance.definition, loaded, task_spec) if task_spec is not None else None

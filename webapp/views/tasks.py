@@ -1,0 +1,177 @@
+"""A task: its form with the case context; save a draft, complete; claim, release, hand over."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import login_required
+from flask_wtf import FlaskForm
+
+from engine import policy
+from engine.errors import FallwerkError, PermissionDenied, StaleTask, ValidationFailed
+from engine.forms import deep_merge
+from engine.forms.wtf import field_name
+from engine.policy import Permission
+
+from .. import database
+from ..auth import me
+from ..errors import engine_message, stale_reason
+from ..forms import EmptyForm, HandOverForm, choices
+from ..services import casework
+from . import safe_next
+
+bp = Blueprint("tasks", __name__, url_prefix="/tasks")
+
+
+def _load(task_id: str, permission: Permission = Permission.TASK_READ):
+    return policy.load_task(database.session(), me(), task_id, permission)
+
+
+def _form(ctx: casework.TaskContext, *, draft: dict | None = None):
+    if ctx.form is None:
+        return None
+    cls = casework.wtforms_class(ctx.instance.definition, ctx.form, ctx.task.element_id, FlaskForm)
+    context = deep_merge(ctx.data, draft) if draft else ctx.data
+    return cls(context=context)
+
+
+def _apply_errors(form, exc: ValidationFailed) -> None:
+    for key, messages in exc.errors.items():
+        name = field_name(key)
+        if name in form:
+            form[name].errors = list(messages)
+        else:
+            form.form_errors.append(" ".join(messages))
+
+
+def _page(ctx: casework.TaskContext, form, *, status: int = 200, problem: str | None = None, draft: bool = False):
+    user, session = me(), database.session()
+    task, instance = ctx.task, ctx.instance
+    runtime = database.runtime()
+    personal = policy.can(user, Permission.CASE_READ_PERSONAL, instance)
+    steps = casework.completed_steps(session, runtime, instance, ctx.workflow, include_personal=personal)
+    done, active = casework.markers(instance, ctx.workflow)
+    hand_over = None
+    if policy.can(user, Permission.TASK_HAND_OVER, task):
+        hand_over = HandOverForm()
+        hand_over.assignee.choices = choices([("", _("Bitte wählen …"))] + [
+            (u.username, u.display_name or u.username) for u in casework.colleagues(session, task, user)])
+    return render_template(
+        "task.html", task=task, instance=instance, form=form, steps=steps, problem=problem, draft=draft,
+        may_work=policy.can(user, Permission.TASK_WORK, task) and problem is None,
+        case_visible=policy.can(user, Permission.CASE_READ, instance), done=done, active=[task.element_id],
+        all_active=active, hand_over=hand_over, action_form=EmptyForm(),
+        names=casework.display_names(session, [task.assignee, task.completed_by]),
+        now=database.clock().now()), status
+
+
+@bp.route("/<task_id>")
+@login_required
+def show(task_id: str):
+    task = _load(task_id)
+    ctx = casework.task_context(database.session(), database.runtime(), task)
+    draft = json.loads(task.draft_json) if task.draft_json and task.state == "open" else None
+    problem = None
+    if not policy.can(me(), Permission.TASK_WORK, task):
+        problem = stale_reason(task, me().username) if task.state != "open" or task.assignee else None
+    return _page(ctx, _form(ctx, draft=draft), problem=problem, draft=bool(draft), status=200)
+
+
+@bp.route("/<task_id>", methods=["POST"])
+@login_required
+def submit(task_id: str):
+    user, session, runtime = me(), database.session(), database.runtime()
+    task = _load(task_id)
+    action = request.form.get("action", "complete")
+    if action == "complete" and policy.can(user, Permission.TASK_WORK, task):
+        version, form_definition = casework.task_form_definition(session, runtime, task)
+        data = {}
+        if form_definition is not None:
+            cls = casework.wtforms_class(version, form_definition, task.element_id, FlaskForm)
+            data = cls(context={}).submitted_values()
+        try:
+            instance = runtime.complete(task.id, user=user.username, data=data)
+        except ValidationFailed as exc:
+            return _again(task_id, errors=exc)
+        except (StaleTask, PermissionDenied):
+            return _again(task_id, stale=True)
+        flash(_("Aufgabe erledigt."), "success")
+        following = casework.next_task(session, user, instance.id)
+        if following is not None:
+            return redirect(url_for("tasks.show", task_id=following.id), code=303)
+        return redirect(url_for("inbox.index"), code=303)
+    if not policy.can(user, Permission.TASK_WORK, task):
+        return _again(task_id, stale=True)
+    ctx = casework.task_context(session, runtime, task)
+    form = _form(ctx)
+    if action == "draft" and form is not None:
+        try:
+            runtime.save_draft(task.id, user=user.username, data=form.draft_values())
+        except (StaleTask, PermissionDenied):
+            return _again(task_id, stale=True)
+        flash(_("Entwurf gespeichert."), "success")
+        return redirect(url_for("tasks.show", task_id=task.id), code=303)
+    return _page(ctx, form)  # "refresh": show or hide fields for the values entered so far
+
+
+def _again(task_id: str, *, errors: ValidationFailed | None = None, stale: bool = False):
+    """The page again, with what was entered: after invalid input (422) or a stale task (409)."""
+    database.rollback()
+    task = _load(task_id)
+    ctx = casework.task_context(database.session(), database.runtime(), task)
+    form = _form(ctx)
+    if errors is not None:
+        if form is not None:
+            _apply_errors(form, errors)
+        return _page(ctx, form, status=422)
+    return _page(ctx, form, status=409, problem=stale_reason(task, me().username))
+
+
+def _action(task_id: str, permission: Permission, act, done_message: str):
+    user = me()
+    task = _load(task_id)
+    target = safe_next(request.form.get("next"), url_for("tasks.show", task_id=task.id))
+    if not policy.can(user, permission, task):
+        flash(stale_reason(task, user.username) if task.state != "open" else _("Das ist bei dieser Aufgabe nicht "
+                                                                               "möglich."), "error")
+        return redirect(target, code=303)
+    try:
+        act(task)
+    except FallwerkError as exc:
+        database.rollback()
+        flash(engine_message(exc), "error")
+        return redirect(target, code=303)
+    flash(done_message, "success")
+    return redirect(target, code=303)
+
+
+@bp.route("/<task_id>/claim", methods=["POST"])
+@login_required
+def claim(task_id: str):
+    return _action(task_id, Permission.TASK_CLAIM,
+                   lambda t: database.runtime().claim(t.id, user=me().username), _("Aufgabe übernommen."))
+
+
+@bp.route("/<task_id>/release", methods=["POST"])
+@login_required
+def release(task_id: str):
+    return _action(task_id, Permission.TASK_RELEASE,
+                   lambda t: database.runtime().unclaim(t.id, user=me().username), _("Aufgabe freigegeben."))
+
+
+@bp.route("/<task_id>/hand-over", methods=["POST"])
+@login_required
+def hand_over(task_id: str):
+    assignee = (request.form.get("assignee") or "").strip()
+
+    def act(task):
+        if not assignee:
+            raise ValidationFailed("no assignee")
+        names = {u.username for u in casework.colleagues(database.session(), task, me())}
+        if assignee not in names:
+            raise PermissionDenied(f"{assignee} is not a candidate")
+        database.runtime().assign(task.id, assignee=assignee, user=me().username)
+
+    return _action(task_id, Permission.TASK_HAND_OVER, act, _("Aufgabe weitergegeben."))
