@@ -41,6 +41,7 @@ from .errors import (
 from .forms import deep_merge
 from .identity import get_user, groups_of
 from .models import Incident, ProcessDefinition, ProcessInstance, Task, Unit
+from .parser import MessageEventDefinition as ParsedMessageEventDefinition
 from .specs import DEFAULT_CACHE, SpecCache
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ class Runtime:
         _check_keys(data)
         now = self.clock.now()
         workflow = BpmnWorkflow(loaded.spec, loaded.subprocess_specs, script_engine=make_script_engine())
-        start_data = {**loaded.start_defaults, "initiator": user, **data}
+        # `initiator` is who really started it: data cannot name someone else (tasks are assigned by it)
+        start_data = {**loaded.start_defaults, **data, "initiator": user}
         workflow.get_tasks(state=TaskState.READY)[0].data.update(start_data)
         instance = ProcessInstance(
             case_number=_case_number(now),
@@ -168,6 +170,8 @@ class Runtime:
         event = _message_event(workflow, name, payload)
         try:
             with engine_time(self.clock):
+                workflow.refresh_timers()  # a timer that fell due before the message came wins (event gateways)
+                _start_nested_event_subprocesses(workflow, event)
                 workflow.send_event(event)
         except WorkflowException as exc:
             raise FallwerkError(f"instance {instance.id} is not waiting for message '{name}'") from exc
@@ -385,7 +389,8 @@ class Runtime:
         assignee = resolve(attrs.get("assignee")) or None
         if not users and not groups and not assignee:
             users = [instance.started_by]  # nobody named: the person who started it does it
-        properties = (getattr(spiff_task.task_spec, "extensions", None) or {}).get("properties") or {}
+        # four eyes: <camunda:property name="not_user" value="${recorded_by}"/> keeps that person out
+        properties = getattr(spiff_task.task_spec, "extensions", None) or {}
         excluded = _split(resolve(properties.get("not_user")))
         priority = resolve(attrs.get("priority"))
         return {
@@ -484,7 +489,31 @@ def _message_event(workflow: BpmnWorkflow, name: str, payload: dict) -> BpmnEven
                 if hasattr(candidate, "result_var"):  # Camunda's flavour wraps the payload
                     return BpmnEvent(cls(name), {"payload": payload, "result_var": None}, correlations)
                 return BpmnEvent(cls(name), payload, correlations)
-    return BpmnEvent(MessageEventDefinition(name), payload)
+    # nothing waits by that name yet (e.g. an event subprocess's start event): send our parser's flavour
+    return BpmnEvent(ParsedMessageEventDefinition(name), {"payload": payload, "result_var": None})
+
+
+def _start_nested_event_subprocesses(workflow: BpmnWorkflow, event: BpmnEvent) -> None:
+    """Start the message event subprocesses of running called processes that catch `event`.
+
+    SpiffWorkflow 3.2 starts message event subprocesses only for the top process; in BPMN an event
+    subprocess belongs to every running instance of its process, called ones included (a consultation
+    called from a proactive intervention can be escalated like any other).
+    """
+    for sub in list(workflow.subprocesses.values()):
+        start = getattr(sub.spec, "start", None)
+        if sub.completed or start is None:
+            continue
+        for name in getattr(start, "trigger_specs", ()):
+            sp_spec = workflow.subprocess_specs.get(name)
+            starts = [ts for ts in (sp_spec.bpmn_start_events if sp_spec else ())
+                      if ts.event_definition == event.event_definition]
+            waiting = any(
+                other.get_next_task(state=TaskState.WAITING, spec_name=ts.name) is not None
+                for other in workflow.subprocesses.values() if other.parent_workflow is sub for ts in starts
+            )
+            if starts and not waiting:
+                start.trigger_wf(sub.task_tree, name)
 
 
 def _correlations(workflow: BpmnWorkflow, definition: MessageEventDefinition, payload: dict) -> dict:
@@ -494,7 +523,7 @@ def _correlations(workflow: BpmnWorkflow, definition: MessageEventDefinition, pa
         return {}
     try:
         return definition.calculate_correlations(workflow.script_engine, definition.correlation_properties, payload)
-    except Exception as exc:  # noqa: BLE001 - a missing property is the sender's mistake
+    except Exception as exc:
         _, message = describe_error(exc)
         raise ValidationFailed(f"message '{definition.name}' lacks a correlation property: {message}") from exc
 

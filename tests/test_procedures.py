@@ -616,13 +616,13 @@ PROACTIVE = {
 
 
 def proactive_recorded() -> Run:
-    run = Run.start("proactive_intervention", initiator="lena.lobbi")
+    run = Run.start("proactive_intervention")
     assert run.ready() == ["Task_RecordOccasion"]
     run.complete("Task_RecordOccasion", PROACTIVE)
     assert run.ready() == ["Task_ApproveIntervention"]
     approval = run.task("Task_ApproveIntervention")
-    assert approval.data["recorded_by"] == "lena.lobbi"
-    assert approval.task_spec.extensions == {"not_user": "${recorded_by}"}
+    assert approval.data["recorded_by"] == Run.STARTER
+    assert approval.task_spec.extensions["not_user"] == "${recorded_by}"
     assert run.attribute("Task_ApproveIntervention", "candidateGroups") == "${responsible_unit}:lead,lks:coordinator"
     return run
 
@@ -722,5 +722,8 @@ def test_a_consultation_called_from_an_intervention_can_be_escalated():
     run = approved(proactive_recorded())
     run.complete("Task_DocumentIntervention", {"activity_notes": "Geheim", "contact_established": True})
     run.complete("Task_ReviewIntervention", {"review_outcome": "commissioned", "review_note": "Beratung gewünscht"})
+    run.complete("Task_RecordRequest", {**REQUEST, "channel": "proaktiv"})
     run.send_message("escalation_requested", {"escalation_kind": "support", "escalation_reason": "x"})
+    with run.db.transaction() as s:
+        assert Run._incidents(s, run.instance_id) == []
     assert "Task_LksReview" in run.ready()
