@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from flask import Flask, request, url_for
 from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
 
 from engine import policy
 
@@ -29,11 +31,27 @@ def _url_with(**changes) -> str:
     return url_for(request.endpoint, **(request.view_args or {}), **args)
 
 
+def form_text(text: str) -> Markup:
+    """A form's text component (form-js writes Markdown): headings and paragraphs, everything escaped."""
+    parts = []
+    for block in re.split(r"\n\s*\n|\n(?=#)", text or ""):
+        lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
+        if not lines:
+            continue
+        if lines[0].startswith("#"):
+            parts.append(Markup('<p class="form-heading">{}</p>').format(lines[0].lstrip("#").strip()))
+            lines = lines[1:]
+        if lines:
+            parts.append(Markup("<p>{}</p>").format(Markup("<br>").join(lines)))
+    return Markup("").join(parts)
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
+    app.jinja_env.globals["diagram_bundle"] = lambda: (DIST / "diagram.js").exists()
+    app.add_template_filter(form_text, "form_text")
 
     @app.context_processor
     def _globals():
-        return {"me": me(), "can": _can, "url_with": _url_with, "csrf_token": generate_csrf,
-                "diagram_bundle": (DIST / "diagram.js").exists(), "Permission": policy.Permission}
+        return {"me": me(), "can": _can, "url_with": _url_with, "csrf_token": generate_csrf}

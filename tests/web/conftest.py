@@ -3,6 +3,7 @@ every role, deployed test models, and helpers to sign in and to run cases forwar
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from engine import identity
 from engine.deploy import deploy
-from engine.models import ProcessInstance, Task
+from engine.models import ProcessDefinition, ProcessInstance, Task
 from tests.web import models
 from webapp import create_app
 
@@ -27,6 +28,10 @@ def web(org):
         identity.add_user(s, "adam", now=now, memberships=[("lks", "admin")])
         identity.get_user(s, "alice").display_name = "Alice Beraterin"
         deploy(s, models.sources(), user="carla", now=now)
+        definition = s.scalar(select(ProcessDefinition).where(ProcessDefinition.key == "request_form"))
+        definition.start_form = "start_request"
+        forms = json.loads(definition.forms_json)
+        definition.forms_json = json.dumps({**forms, "start_request": json.loads(models.START)})
     return org
 
 

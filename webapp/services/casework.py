@@ -152,9 +152,20 @@ def markers(instance: ProcessInstance, workflow) -> tuple[list[str], list[str]]:
 
 def waits_for_message(workflow, name: str) -> bool:
     """Whether the instance would accept the message now (a waiting catch event or event subprocess)."""
-    for task in workflow.get_tasks(state=TaskState.WAITING | TaskState.READY):
-        definition = getattr(task.task_spec, "event_definition", None)
-        if isinstance(definition, MessageEventDefinition) and definition.name == name:
+    def catches(task_spec) -> bool:
+        definition = getattr(task_spec, "event_definition", None)
+        return isinstance(definition, MessageEventDefinition) and definition.name == name
+
+    if any(catches(t.task_spec) for t in workflow.get_tasks(state=TaskState.WAITING | TaskState.READY)):
+        return True
+    if workflow.is_completed():
+        return False
+    # event subprocesses of the top process listen as long as it runs (SpiffWorkflow keeps them as
+    # trigger specs of the start task, not as waiting tasks)
+    for spec_name in getattr(workflow.spec.start, "trigger_specs", ()):
+        spec = workflow.subprocess_specs.get(spec_name)
+        if spec is not None and any(catches(ts) for ts in spec.task_specs.values()
+                                    if type(ts).__name__ == "StartEvent"):
             return True
     return False
 

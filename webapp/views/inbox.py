@@ -36,7 +36,7 @@ def save_filter():
     user, session = me(), database.session()
     form = SavedFilterForm()
     if not form.validate_on_submit():
-        flash(" ".join(form.name.errors) or _("Der Filter konnte nicht gespeichert werden."), "error")
+        flash(" ".join(str(e) for e in form.name.errors) or _("Der Filter konnte nicht gespeichert werden."), "error")
         return redirect(url_for("inbox.index"), code=303)
     from urllib.parse import parse_qsl
 
