@@ -274,3 +274,34 @@ class CaseAttachment(Base):
 # Inbox sort orders (by priority, by creation) read an index, as the due-date order does.
 Index("ix_tasks_open_priority", Task.state, Task.assignee, Task.priority)
 Index("ix_tasks_open_created", Task.state, Task.assignee, Task.created_at)
+
+
+# --- modeller: drafts of procedures (migration 0003) ------------------------------------------------
+class Draft(Base):
+    """A procedure being edited in the modeller: its BPMN and drafts of the DMN and form files it changes.
+
+    Not a deployment: `engine.drafts.deploy_draft` turns it into version N+1. `revision` counts saves
+    (the client sends the revision it edited; an older one is a conflict); the base says what it was
+    derived from: a deployed version (`base_version`) and/or another draft (`base_draft_id` at
+    `base_draft_revision`).
+    """
+
+    __tablename__ = "drafts"
+    __table_args__ = (Index("ix_drafts_key_status", "process_key", "status"),)
+
+    id: Mapped[intpk]
+    process_key: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(200), default="")
+    file_name: Mapped[str] = mapped_column(String(255))
+    bpmn: Mapped[text]
+    files_json: Mapped[str] = mapped_column(Text, default="{}")  # {"routing.dmn": xml, "x.form": json}
+    base_version: Mapped[int | None]
+    base_draft_id: Mapped[int | None]
+    base_draft_revision: Mapped[int | None]
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, deployed, discarded
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(80))
+    updated_at: Mapped[datetime]
+    deployed_versions: Mapped[str] = mapped_column(Text, default="")  # "consultation:2,proactive:3"
