@@ -42,6 +42,9 @@ START_ROLES: Mapping[str, frozenset[str]] = {
     "consultation": frozenset({"counsellor", "lead", "coordinator"}),
     "proactive_intervention": frozenset({"counsellor", "lead"}),
 }
+#: the modeller's permissions: coordinators (LKS) edit, deploy and migrate procedures (DOMAIN.md)
+MODELLER_PERMISSIONS = frozenset({"procedure:edit", "procedure:deploy", "instance:migrate"})
+MODELLER_ROLES = frozenset({"coordinator"})
 #: candidate groups that mean "the statewide network works on this case"
 NETWORK_GROUP_SUFFIX = ":coordinator"
 ESCALATED_KEY = "escalated"
@@ -65,6 +68,9 @@ class Permission(enum.StrEnum):
     TASK_CLAIM = "task:claim"
     TASK_RELEASE = "task:release"
     TASK_HAND_OVER = "task:hand_over"
+    PROCEDURE_EDIT = "procedure:edit"  # the modeller: drafts, check, versions, diffs, forms, DMN tables
+    PROCEDURE_DEPLOY = "procedure:deploy"  # publish a draft as a new version
+    INSTANCE_MIGRATE = "instance:migrate"  # move running instances to another version
 
 
 class Level(enum.IntEnum):
@@ -291,6 +297,8 @@ def can(user: User | None, permission: Permission | str, resource: Any = None) -
         return bool(isinstance(key, str) and roles(user) & START_ROLES.get(key, STAFF_ROLES))
     if permission is Permission.INBOX_READ:
         return bool(roles(user))
+    if permission.value in MODELLER_PERMISSIONS:
+        return bool(roles(user) & MODELLER_ROLES)
     return permission is Permission.ACCOUNT_EDIT
 
 
