@@ -26,7 +26,7 @@ from engine.parser import (
     local_name,
 )
 
-__all__ = ["CheckResult", "Finding", "ParsedProcess", "check_files", "check_sources"]
+__all__ = ["CheckResult", "Finding", "KnownNames", "ParsedProcess", "check_files", "check_sources"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,16 @@ class ParsedProcess:
     spec: object
     subprocess_specs: dict
     sources: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KnownNames:
+    """What exists outside the models (the database knows it): a reference to anything else is an error.
+    None skips that check (the CLI checks files without a database)."""
+
+    units: frozenset[str] | None = None
+    roles: frozenset[str] | None = None
+    forms: frozenset[str] | None = None
 
 
 @dataclass
@@ -125,8 +135,9 @@ def _exception_finding(exc: Exception, default_file: str, default_element: str =
     return Finding(file, element, "error", message.strip())
 
 
-def check_sources(sources: dict[str, bytes]) -> CheckResult:
-    """Check BPMN and DMN files together; ``sources`` maps file names to their content."""
+def check_sources(sources: dict[str, bytes], *, known: KnownNames | None = None) -> CheckResult:
+    """Check BPMN and DMN files together; ``sources`` maps file names to their content. With ``known``,
+    candidate groups and form references must name units, roles and forms that exist."""
     findings: list[Finding] = []
     seen: set[tuple[str, str, str]] = set()
     error_elements: set[tuple[str, str]] = set()
@@ -175,6 +186,9 @@ def check_sources(sources: dict[str, bytes]) -> CheckResult:
         try:
             for element, severity, message in lint_document(root, process_ids, decision_ids):
                 add(name, element, severity, message)
+            if known is not None:
+                for element, severity, message in lint_known_names(root, known):
+                    add(name, element, severity, message)
         except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
             add(name, "-", "error", f"checker failed on this file: {exc.__class__.__name__}: {exc}")
 
@@ -424,6 +438,29 @@ def _lint_references(root, process_ids, decision_ids):
         if used:
             yield task.get("id"), "warning", (f"camunda:{used[0]} is not run by Fallwerk; the task completes "
                                               "without doing anything")
+
+
+def lint_known_names(root, known: KnownNames):
+    """Candidate groups (`unit`, `unit:role`) and form references naming nothing that exists. Values with
+    an expression (`${responsible_unit}`) are resolved at run time and are not checked here."""
+    for node in root.iter(_b("userTask")):
+        yield from _lint_candidate_groups(node, known)
+        ref = node.get(CAMUNDA + "formRef")
+        if known.forms is not None and ref and not has_expression(ref) and ref not in known.forms:
+            yield node.get("id"), "error", f"form '{ref}' referenced by camunda:formRef does not exist"
+
+
+def _lint_candidate_groups(node, known: KnownNames):
+    for group in (node.get(CAMUNDA + "candidateGroups") or "").split(","):
+        group = group.strip()
+        if not group or has_expression(group):
+            continue
+        unit, _, role = group.partition(":")
+        if known.units is not None and unit not in known.units:
+            yield node.get("id"), "error", f"candidate group '{group}': there is no unit '{unit}'"
+        elif role and known.roles is not None and role not in known.roles:
+            yield node.get("id"), "error", (f"candidate group '{group}': there is no role '{role}' "
+                                            f"(roles: {', '.join(sorted(known.roles))})")
 
 
 def _lint_scope(scope):
