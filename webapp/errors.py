@@ -63,13 +63,35 @@ def stale_reason(task: Task | None, username: str) -> str:
     if task.state == "completed":
         if task.completed_by == username:
             return gettext("Sie haben diese Aufgabe bereits erledigt.")
-        return gettext("Diese Aufgabe wurde inzwischen von %(name)s erledigt.", name=task.completed_by or "?")
+        return gettext("Diese Aufgabe wurde inzwischen von %(name)s erledigt.", name=_name(task, task.completed_by))
     if task.state == "withdrawn":
         return gettext("Diese Aufgabe wurde zurückgezogen: Ihre Frist ist abgelaufen oder der Fall ist "
                        "weitergegangen.")
     if task.assignee and task.assignee != username:
-        return gettext("Diese Aufgabe wurde an %(name)s weitergegeben.", name=task.assignee)
-    return gettext("Diese Aufgabe ist nicht mehr offen.")
+        return gettext("Diese Aufgabe bearbeitet inzwischen %(name)s.", name=_name(task, task.assignee))
+    from sqlalchemy.orm import object_session
+
+    from engine.models import ProcessInstance
+
+    session = object_session(task)
+    instance = session.get(ProcessInstance, task.instance_id) if session else None
+    if instance is not None and instance.status != "running":
+        return gettext("Der Fall ist beendet oder wurde abgebrochen.")
+    # open, and mine or nobody's, yet refused by the engine: a deadline passed that the worker has
+    # not processed yet
+    return gettext("Diese Aufgabe wurde zurückgezogen: Ihre Frist ist abgelaufen oder der Fall ist "
+                   "weitergegangen.")
+
+
+def _name(task: Task, username: str | None) -> str:
+    from sqlalchemy import select
+    from sqlalchemy.orm import object_session
+
+    from engine.models import User
+
+    session = object_session(task)
+    found = session.scalar(select(User.display_name).where(User.username == username)) if session else None
+    return found or username or "?"
 
 
 def render_error(status: int, message: str | None = None, title: str | None = None):

@@ -91,7 +91,7 @@ def completed_steps(session: Session, runtime: Runtime, instance: ProcessInstanc
                     include_personal: bool) -> list[Step]:
     loaded = runtime.specs.get(instance.definition)
     rows = session.scalars(select(Task).where(Task.instance_id == instance.id, Task.state == "completed")
-                           .order_by(Task.ended_at, Task.id)).all()
+                           .order_by(Task.ended_at, Task.created_at, Task.id)).all()
     steps = []
     for row in rows:
         step = Step(row, row.title)

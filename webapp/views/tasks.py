@@ -46,7 +46,8 @@ def _apply_errors(form, exc: ValidationFailed) -> None:
             form.form_errors.append(" ".join(messages))
 
 
-def _page(ctx: casework.TaskContext, form, *, status: int = 200, problem: str | None = None, draft: bool = False):
+def _page(ctx: casework.TaskContext, form, *, status: int = 200, problem: str | None = None, draft: bool = False,
+          kept: bool = False):
     user, session = me(), database.session()
     task, instance = ctx.task, ctx.instance
     runtime = database.runtime()
@@ -61,8 +62,8 @@ def _page(ctx: casework.TaskContext, form, *, status: int = 200, problem: str | 
     return render_template(
         "task.html", task=task, instance=instance, form=form, steps=steps, problem=problem, draft=draft,
         may_work=policy.can(user, Permission.TASK_WORK, task) and problem is None,
-        case_visible=policy.can(user, Permission.CASE_READ, instance), done=done, active=[task.element_id],
-        all_active=active, hand_over=hand_over, action_form=EmptyForm(),
+        case_visible=policy.can(user, Permission.CASE_READ, instance), done=done, kept=kept,
+        active=[task.element_id] if task.state == "open" else active, hand_over=hand_over, action_form=EmptyForm(),
         names=casework.display_names(session, [task.assignee, task.completed_by]),
         now=database.clock().now()), status
 
@@ -74,8 +75,8 @@ def show(task_id: str):
     ctx = casework.task_context(database.session(), database.runtime(), task)
     draft = json.loads(task.draft_json) if task.draft_json and task.state == "open" else None
     problem = None
-    if not policy.can(me(), Permission.TASK_WORK, task):
-        problem = stale_reason(task, me().username) if task.state != "open" or task.assignee else None
+    if task.state != "open" or task.assignee not in (None, me().username):
+        problem = stale_reason(task, me().username)
     return _page(ctx, _form(ctx, draft=draft), problem=problem, draft=bool(draft), status=200)
 
 
@@ -125,8 +126,8 @@ def _again(task_id: str, *, errors: ValidationFailed | None = None, stale: bool 
     if errors is not None:
         if form is not None:
             _apply_errors(form, errors)
-        return _page(ctx, form, status=422)
-    return _page(ctx, form, status=409, problem=stale_reason(task, me().username))
+        return _page(ctx, form, status=422, kept=True)
+    return _page(ctx, form, status=409, problem=stale_reason(task, me().username), kept=True)
 
 
 def _action(task_id: str, permission: Permission, act, done_message: str):
@@ -134,8 +135,9 @@ def _action(task_id: str, permission: Permission, act, done_message: str):
     task = _load(task_id)
     target = safe_next(request.form.get("next"), url_for("tasks.show", task_id=task.id))
     if not policy.can(user, permission, task):
-        flash(stale_reason(task, user.username) if task.state != "open" else _("Das ist bei dieser Aufgabe nicht "
-                                                                               "möglich."), "error")
+        blocked = task.state != "open" or task.assignee not in (None, user.username)
+        flash(stale_reason(task, user.username) if blocked else _("Das ist bei dieser Aufgabe nicht möglich."),
+              "error")
         return redirect(target, code=303)
     try:
         act(task)
