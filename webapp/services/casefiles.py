@@ -92,7 +92,7 @@ def content_matches(ext: str, head: bytes, data: bytes) -> bool:
                 names = set(archive.namelist())
                 if ext == "docx":
                     return "[Content_Types].xml" in names and "word/document.xml" in names
-                return head[30:30 + len(_ODT_MIMETYPE)] == _ODT_MIMETYPE and "content.xml" in names
+                return data[30:30 + len(_ODT_MIMETYPE)] == _ODT_MIMETYPE and "content.xml" in names
         except zipfile.BadZipFile:
             return False
     if ext == "txt":

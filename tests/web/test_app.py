@@ -1,0 +1,158 @@
+"""Error pages, security headers, request ids and logs, language and formats, the translations."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from tests.web.conftest import case_at_advice, login, open_task
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_an_unknown_page_is_a_german_404_without_details(client, web):
+    login(client, "alice")
+    response = client.get("/gibt-es-nicht")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 404 and "Seite nicht gefunden" in page and "<h1>" in page
+    assert "Traceback" not in page
+
+
+def test_an_unexpected_error_is_a_german_500_page_without_traceback(web, caplog):
+    from webapp import create_app
+
+    app = create_app({"TESTING": False, "SECRET_KEY": "x", "FALLWERK_ENGINE": web.engine, "WTF_CSRF_ENABLED": False,
+                      "FALLWERK_CLOCK": web.clock})
+
+    @app.route("/kaputt")
+    def broken():
+        raise RuntimeError("geheime Interna")
+
+    response = app.test_client().get("/kaputt")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 500 and "Störung" in page
+    assert "geheime Interna" not in page and "Traceback" not in page
+    assert any(r.name == "webapp.errors" and r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_an_engine_error_maps_to_a_german_message_in_one_place():
+    from engine.errors import Conflict, NotFound, PermissionDenied, StaleTask
+    from webapp import create_app
+    from webapp.errors import engine_message, engine_status
+
+    with create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": "sqlite://"}).test_request_context():
+        assert engine_status(NotFound("x")) == 404 and "gibt es nicht" in engine_message(NotFound("x"))
+        assert engine_status(PermissionDenied("x")) == 403 and engine_status(StaleTask("x")) == 409
+        assert engine_status(Conflict("x")) == 409 and "Bitte versuchen Sie es" in engine_message(Conflict("x"))
+
+
+def test_every_response_carries_security_headers(client, web):
+    response = client.get("/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_pages_have_no_inline_scripts(client, web):
+    case = case_at_advice(web)
+    login(client, "alice")
+    for url in ("/", f"/cases/{case.id}", f"/tasks/{open_task(web, case.id).id}", "/account", "/procedures/"):
+        page = client.get(url).get_data(as_text=True)
+        assert "<script>" not in page and "onclick=" not in page and "javascript:" not in page
+
+
+def test_a_given_request_id_is_kept_and_otherwise_one_is_made(client, web):
+    assert client.get("/login", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+    made = client.get("/login", headers={"X-Request-ID": "bad id with spaces"}).headers["X-Request-ID"]
+    assert made != "bad id with spaces" and len(made) == 32
+
+
+def test_each_request_is_logged_with_structured_fields(client, web, caplog):
+    caplog.set_level(logging.INFO, logger="webapp.request")
+    client.get("/login", headers={"X-Request-ID": "req-7"})
+    record = next(r for r in caplog.records if r.name == "webapp.request")
+    assert record.request_id == "req-7" and record.status == 200 and record.path == "/login"
+    assert record.endpoint == "auth.login" and isinstance(record.duration_ms, float)
+
+
+def test_the_json_log_format_includes_the_extra_fields():
+    import json
+
+    from webapp.security import JsonFormatter
+
+    record = logging.makeLogRecord({"name": "webapp.request", "msg": "GET /", "levelname": "INFO",
+                                    "request_id": "r1", "status": 200})
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == "r1" and line["status"] == 200 and line["message"] == "GET /"
+
+
+def test_the_language_is_chosen_per_user_on_the_account_page(client, web):
+    login(client, "alice")
+    assert "Meine Aufgaben" in client.get("/").get_data(as_text=True)
+    response = client.post("/account/language", data={"locale": "en"})
+    assert response.status_code == 303
+    page = client.get("/").get_data(as_text=True)
+    assert "My tasks" in page and 'lang="en"' in page and "Meine Aufgaben" not in page
+    login(client, "bob")
+    assert "Meine Aufgaben" in client.get("/").get_data(as_text=True)
+
+
+def test_an_unknown_language_is_refused(client, web):
+    login(client, "alice")
+    assert client.post("/account/language", data={"locale": "fr"}).status_code == 422
+
+
+def test_dates_are_german_by_default_and_english_for_english_users(client, web):
+    case = case_at_advice(web)
+    task_id = open_task(web, case.id, "advise").id
+    login(client, "alice")
+    assert "28.11.2026, 10:00 Uhr" in client.get(f"/tasks/{task_id}").get_data(as_text=True)
+    client.post("/account/language", data={"locale": "en"})
+    assert "28 Nov 2026, 10:00" in client.get(f"/tasks/{task_id}").get_data(as_text=True)
+
+
+def test_numbers_are_formatted_for_the_language(app):
+    from flask_babel import force_locale
+
+    from webapp.i18n import fmt_number
+
+    with app.test_request_context():
+        assert fmt_number(1234.5) == "1.234,5"
+        with force_locale("en"):
+            assert fmt_number(1234.5) == "1,234.5"
+
+
+def test_the_compiled_english_catalogue_is_up_to_date():
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    folder = ROOT / "webapp" / "translations" / "en" / "LC_MESSAGES"
+    with (folder / "messages.po").open("rb") as po:
+        catalog = read_po(po)
+    import io
+
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    assert (folder / "messages.mo").read_bytes() == compiled.getvalue(), "run: pybabel compile -d webapp/translations"
+
+
+def test_every_message_has_an_english_translation():
+    from babel.messages.pofile import read_po
+
+    with (ROOT / "webapp" / "translations" / "messages.pot").open("rb") as pot:
+        source = read_po(pot)
+    with (ROOT / "webapp" / "translations" / "en" / "LC_MESSAGES" / "messages.po").open("rb") as po:
+        english = read_po(po)
+    missing = [m.id for m in source if m.id and not (english.get(m.id) and english.get(m.id).string)]
+    assert not missing, f"untranslated: {missing[:10]}"
+
+
+@pytest.mark.parametrize("module", ["engine.policy"])
+def test_the_engine_never_imports_flask(module):
+    source = (ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
+    assert "flask" not in source.lower().replace("no flask here", "")

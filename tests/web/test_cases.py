@@ -1,0 +1,200 @@
+"""The case page: status, current step, answers, history, comments, attachments, diagram, actions."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.web.conftest import case_at_advice, complete, login, open_task
+from tests.web.models import PERSONAL
+
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+def _section(page: str, testid: str) -> str:
+    match = re.search(rf'data-testid="{testid}">(.*?)</(?:section|table)>', page, flags=re.S)
+    return match.group(1) if match else ""
+
+
+@pytest.fixture
+def case(web, client):
+    case = case_at_advice(web)
+    login(client, "alice")
+    return case
+
+
+def _upload(client, case, name, content, **extra):
+    return client.post(f"/cases/{case.id}/attachments", data={"file": (io.BytesIO(content), name), **extra},
+                       content_type="multipart/form-data")
+
+
+def _docx(with_document=True) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        if with_document:
+            archive.writestr("word/document.xml", "<document/>")
+    return buffer.getvalue()
+
+
+def _odt() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.text")
+        archive.writestr("content.xml", "<office:document-content/>")
+    return buffer.getvalue()
+
+
+def test_the_case_page_shows_status_step_answers_and_history(client, case):
+    response = client.get(f"/cases/{case.id}")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and case.number in page
+    assert "laufend" in _section(page, "status") or ">laufend<" in page
+    assert "Beraten" in _section(page, "current-step")
+    assert PERSONAL in _section(page, "case-data") and "RZ West" in _section(page, "case-data")
+    history = _section(page, "history")
+    assert "gestartet" in history and "Anfrage erfassen" in history and "Alice Beraterin" in history
+    assert PERSONAL not in history and "RZ West" not in history and "Schule" not in history
+    assert 'data-diagram-url="/cases/' in page or "Diagramm ist nicht verfügbar" in page
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_the_diagram_source_is_the_deployed_bpmn(client, case):
+    response = client.get(f"/cases/{case.id}/diagram.bpmn")
+    assert response.status_code == 200 and response.mimetype == "application/xml"
+    assert 'id="advise"' in response.get_data(as_text=True)
+
+
+def test_completed_and_active_elements_are_marked_for_the_diagram(client, case):
+    page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    marks = re.search(r'data-completed="([^"]*)" data-active="([^"]*)"', page)
+    if marks:  # the bundle is built
+        assert "intake" in marks.group(1).split(",") and marks.group(2) == "advise"
+
+
+def test_a_supervisor_sees_the_status_but_no_content(client, web, case):
+    login(client, "sven")
+    page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    assert case.number in page and "Beraten" in page
+    assert PERSONAL not in page and 'data-testid="history"' not in page and 'data-testid="case-data"' not in page
+    assert 'data-testid="comments"' not in page
+
+
+def test_a_comment_is_saved_and_shown(client, web, case):
+    response = client.post(f"/cases/{case.id}/comments", data={"body": "Rückruf am Dienstag vereinbart."})
+    assert response.status_code == 303
+    page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    assert "Rückruf am Dienstag vereinbart." in _section(page, "comments") and "Kommentar gespeichert." in page
+    assert "Kommentar geschrieben" in _section(page, "history")
+
+
+def test_an_empty_comment_is_refused(client, case):
+    response = client.post(f"/cases/{case.id}/comments", data={"body": ""})
+    assert response.status_code == 422 and "Bitte schreiben Sie einen Kommentar." in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("name", "content", "mimetype"), [
+    ("Bericht.pdf", PDF, "application/pdf"),
+    ("foto.PNG", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "image/png"),
+    ("scan.jpeg", b"\xff\xd8\xff\xe0" + b"\x00" * 20, "image/jpeg"),
+    ("protokoll.docx", _docx(), "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    ("notiz.odt", _odt(), "application/vnd.oasis.opendocument.text"),
+    ("notiz.txt", "Grüße aus Schwerin\n".encode(), "text/plain"),
+])
+def test_an_allowed_file_is_stored_outside_the_web_root_and_downloaded_as_attachment(app, client, case, name, content,
+                                                                                      mimetype):
+    assert _upload(client, case, name, content).status_code == 303
+    page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    link = re.search(rf'href="(/cases/{case.id}/attachments/\d+)"', page).group(1)
+    stored = list(Path(app.config["UPLOAD_FOLDER"]).iterdir())
+    assert len(stored) == 1 and name not in stored[0].name and re.fullmatch(r"[0-9a-f]{48}", stored[0].name)
+    response = client.get(link)
+    assert response.status_code == 200 and response.get_data() == content and response.mimetype == mimetype
+    assert response.headers["Content-Disposition"].startswith("attachment;")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    response.close()
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("programm.exe", b"MZ\x90\x00", "Dieser Dateityp ist nicht erlaubt."),
+    ("ohne-endung", PDF, "Dieser Dateityp ist nicht erlaubt."),
+    ("bild.png", PDF, "passt nicht zu ihrer Endung"),
+    ("bericht.pdf", b"<html><script>alert(1)</script>", "passt nicht zu ihrer Endung"),
+    ("brief.docx", _docx(with_document=False), "passt nicht zu ihrer Endung"),
+    ("text.txt", b"\x00\x01binary", "passt nicht zu ihrer Endung"),
+    ("leer.pdf", b"", "Die Datei ist leer."),
+])
+def test_a_refused_file_is_explained_and_not_stored(app, client, case, name, content, message):
+    response = _upload(client, case, name, content)
+    assert response.status_code == 422 and message in response.get_data(as_text=True)
+    assert list(Path(app.config["UPLOAD_FOLDER"]).iterdir()) == []
+
+
+def test_a_file_over_the_size_limit_is_refused(app, client, case):
+    app.config["MAX_ATTACHMENT_SIZE"] = 100
+    response = _upload(client, case, "gross.pdf", PDF + b"0" * 200)
+    assert response.status_code == 413 and "höchstens 10 MB" in response.get_data(as_text=True)
+
+
+def test_a_request_over_the_upload_limit_gets_the_413_page(app, client, case):
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    response = _upload(client, case, "gross.pdf", PDF + b"0" * 5000)
+    assert response.status_code == 413 and "Datei zu groß" in response.get_data(as_text=True)
+
+
+def test_the_lead_cancels_a_case_with_a_reason(client, web, case):
+    login(client, "lena")
+    assert client.post(f"/cases/{case.id}/cancel", data={"reason": ""}).status_code == 422
+    response = client.post(f"/cases/{case.id}/cancel", data={"reason": "Doppelt erfasst."})
+    assert response.status_code == 303
+    page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    assert "abgebrochen" in _section(page, "status") or ">abgebrochen<" in page
+    assert "Doppelt erfasst." in page and open_task(web, case.id) is None
+    assert 'data-testid="cancel-form"' not in page
+
+
+def test_a_counsellor_who_did_not_start_the_case_cannot_cancel_it(client, web):
+    case = case_at_advice(web, user="bob")
+    login(client, "alice")
+    assert 'data-testid="cancel-form"' not in client.get(f"/cases/{case.id}").get_data(as_text=True)
+    assert client.post(f"/cases/{case.id}/cancel", data={"reason": "Doppelt erfasst."}).status_code == 404
+
+
+def test_support_is_requested_and_the_coordinators_see_the_case_without_personal_data(client, web, case):
+    page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    assert 'data-testid="escalation-form"' in page
+    response = client.post(f"/cases/{case.id}/escalate", data={"kind": "support", "reason": "Drohungen im Ort"})
+    assert response.status_code == 303
+    review = open_task(web, case.id, "review")
+    assert review is not None
+    login(client, "carla")
+    assert review.id in client.get("/?view=team").get_data(as_text=True)
+    page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    assert case.number in page and "Beraten" in page
+    assert PERSONAL not in page and "Personenbezogene Angaben sind ausgeblendet." in page
+    assert "RZ West" in _section(page, "case-data")
+    assert client.get(f"/tasks/{review.id}").status_code == 200
+
+
+def test_after_consent_the_coordinators_see_personal_data(client, web, case):
+    client.post(f"/cases/{case.id}/escalate", data={"kind": "statewide", "reason": "Landesweite Bedeutung"})
+    complete(web, open_task(web, case.id, "advise").id, "alice", sessions=2, handover_consent=True)
+    login(client, "carla")
+    page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    assert PERSONAL in page
+
+
+def test_support_cannot_be_requested_for_a_finished_case(client, web, case):
+    login(client, "lena")
+    client.post(f"/cases/{case.id}/cancel", data={"reason": "Doppelt erfasst."})
+    assert client.post(f"/cases/{case.id}/escalate", data={"kind": "support", "reason": "x"}).status_code == 404
+
+
+def test_an_escalation_needs_kind_and_reason(client, case):
+    response = client.post(f"/cases/{case.id}/escalate", data={})
+    assert response.status_code == 422
+    assert "Bitte wählen Sie die Art der Unterstützung." in response.get_data(as_text=True)

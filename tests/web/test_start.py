@@ -1,0 +1,85 @@
+"""Verfahren starten: the procedures a user may start, with their start forms."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from engine.models import ProcessInstance
+from tests.web.conftest import login, open_task
+
+
+def test_the_list_shows_the_procedures_the_user_may_start(client, web):
+    login(client, "alice")
+    page = client.get("/procedures/").get_data(as_text=True)
+    keys = re.findall(r'data-testid="procedure" data-key="([^"]+)"', page)
+    assert sorted(keys) == ["casework", "request_form"]
+    assert "Beratung (Test)" in page
+
+
+def test_supervisors_and_admins_start_nothing(client, web):
+    for user in ("sven", "adam", "mira"):
+        login(client, user)
+        assert client.get("/procedures/").status_code == 404
+        assert client.get("/procedures/casework").status_code == 404
+        assert "Verfahren starten" not in client.get("/").get_data(as_text=True)
+
+
+def test_start_roles_come_from_the_policy_mapping(web):
+    from engine import policy
+    from engine.identity import get_user
+
+    with web.transaction() as s:
+        carla, alice = get_user(s, "carla"), get_user(s, "alice")
+        assert policy.can(carla, policy.Permission.PROCESS_START, "consultation")
+        assert not policy.can(carla, policy.Permission.PROCESS_START, "proactive_intervention")
+        assert policy.can(alice, policy.Permission.PROCESS_START, "proactive_intervention")
+        assert policy.can(carla, policy.Permission.PROCESS_START, "some_new_process")
+
+
+def test_a_procedure_without_start_form_starts_with_a_button_and_opens_the_case(client, web):
+    login(client, "alice")
+    page = client.get("/procedures/casework").get_data(as_text=True)
+    assert 'data-testid="start"' in page and "Mit dem Start wird ein neuer Fall angelegt." in page
+    response = client.post("/procedures/casework")
+    assert response.status_code == 303
+    with web.transaction() as s:
+        instance = s.scalars(select(ProcessInstance)).one()
+        assert instance.started_by == "alice"
+    assert response.headers["Location"] == f"/cases/{instance.id}"
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert f"Fallnummer: {instance.case_number}" in page and "Anfrage erfassen" in page
+    assert open_task(web, instance.id, "intake").assignee == "alice"
+
+
+def test_a_start_form_is_validated_and_its_values_start_the_case(client, web):
+    login(client, "alice")
+    page = client.get("/procedures/request_form").get_data(as_text=True)
+    assert '<label for="subject">Betreff' in page
+    response = client.post("/procedures/request_form", data={"subject": ""})
+    assert response.status_code == 422 and "Bitte füllen Sie dieses Feld aus." in response.get_data(as_text=True)
+    response = client.post("/procedures/request_form", data={"subject": "Schulhof"})
+    assert response.status_code == 303
+    with web.transaction() as s:
+        instance = s.scalars(select(ProcessInstance)).one()
+        workflow = web.runtime(s).load_workflow(instance)
+        from engine.runtime import instance_data
+
+        assert instance_data(workflow)["subject"] == "Schulhof"
+
+
+def test_configured_start_data_is_passed(app, client, web):
+    app.config["START_DATA"] = {"casework": {"first_contact_days": 3}}
+    login(client, "alice")
+    client.post("/procedures/casework")
+    with web.transaction() as s:
+        instance = s.scalars(select(ProcessInstance)).one()
+        from engine.runtime import instance_data
+
+        assert instance_data(web.runtime(s).load_workflow(instance))["first_contact_days"] == 3
+
+
+def test_an_unknown_procedure_is_404(client, web):
+    login(client, "alice")
+    assert client.get("/procedures/gibt-es-nicht").status_code == 404
