@@ -199,6 +199,34 @@ def definitions(c: Context, as_json):
                                    for r in rows) or "no processes deployed")
 
 
+@main.command()
+@click.argument("key")
+@click.option("--from", "from_version", type=int, required=True, help="The version the instances run on.")
+@click.option("--to", "to_version", type=int, required=True, help="The version to move them to.")
+@click.option("--dry-run", is_flag=True, help="Only list what would move and what cannot (and why).")
+@click.option("--user", default="admin", show_default=True, help="Who migrates (recorded in the audit trail).")
+@json_option
+@pass_ctx
+def migrate(c: Context, key, from_version, to_version, dry_run, user, as_json):
+    """Move running instances of KEY from one version to another where their position still exists."""
+    from .migration import migrate_instances, plan_migration
+
+    if dry_run:
+        with c.transaction() as session:
+            plan = plan_migration(session, key, from_version, to_version)
+        lines = [f"{p.instance_id} {p.case_number}: would move (at {', '.join(p.active) or '-'})" if p.movable
+                 else f"{p.instance_id} {p.case_number}: cannot move: {'; '.join(r.message for r in p.reasons)}"
+                 for p in plan.instances]
+        lines.append(f"{len(plan.movable)} would move, {len(plan.blocked)} cannot")
+        _emit(as_json, plan.to_dict(), "\n".join(lines))
+        return
+    report = migrate_instances(c.transaction, key, from_version, to_version, user=user, clock=c.clock)
+    lines = [f"{p.instance_id} {p.case_number}: moved to version {to_version}" for p in report.migrated]
+    lines += [f"{p.instance_id}: not moved: {'; '.join(r.message for r in p.reasons)}" for p in report.failed]
+    lines.append(f"{len(report.migrated)} moved, {len(report.failed)} not moved")
+    _emit(as_json, report.to_dict(), "\n".join(lines))
+
+
 # --- instances ----------------------------------------------------------------------------------------
 def _runtime(c: Context, session):
     from .runtime import Runtime
