@@ -305,3 +305,76 @@ class Draft(Base):
     updated_by: Mapped[str] = mapped_column(String(80))
     updated_at: Mapped[datetime]
     deployed_versions: Mapped[str] = mapped_column(Text, default="")  # "consultation:2,proactive:3"
+
+
+# --- monitoring: the facts of every case for the figures (migration 0004, engine/reporting/facts.py) ----------
+class CaseFact(Base):
+    """The non-personal facts of one case (codes only, never free text), written at every save."""
+
+    __tablename__ = "case_facts"
+    __table_args__ = (
+        Index("ix_case_facts_opened", "opened_at"),
+        Index("ix_case_facts_started", "process_key", "started_at"),
+        Index("ix_case_facts_territory", "territory"),
+        Index("ix_case_facts_network", "network"),
+    )
+
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    process_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    request: Mapped[bool] = mapped_column(Boolean, default=False)  # a counselling case (request/consultation)
+    opened_at: Mapped[datetime | None]  # when it became one (its start; for one called from an intervention later)
+    proactive: Mapped[bool] = mapped_column(Boolean, default=False)
+    network: Mapped[bool] = mapped_column(Boolean, default=False)  # a task for a coordinator group
+    unit: Mapped[str | None] = mapped_column(String(64))
+    territory: Mapped[str | None] = mapped_column(String(64))
+    client_type: Mapped[str | None] = mapped_column(String(64))
+    primary_topic: Mapped[str | None] = mapped_column(String(64))
+    topics: Mapped[str] = mapped_column(Text, default="")  # comma-separated codes (case_fact_topics has them too)
+    channel: Mapped[str | None] = mapped_column(String(64))
+    commission: Mapped[bool | None]
+    closure_reason: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    experts: Mapped[bool | None]
+    sessions: Mapped[int | None]
+    escalations: Mapped[int] = mapped_column(Integer, default=0)
+    approval: Mapped[str | None] = mapped_column(String(64))
+    indicator_problem_clarity: Mapped[str | None] = mapped_column(String(64))
+    indicator_sensitisation: Mapped[str | None] = mapped_column(String(64))
+    indicator_resources: Mapped[str | None] = mapped_column(String(64))
+    indicator_independence: Mapped[str | None] = mapped_column(String(64))
+    indicator_future: Mapped[str | None] = mapped_column(String(64))
+    indicator_democratic_competence: Mapped[str | None] = mapped_column(String(64))
+
+
+class CaseFactTopic(Base):
+    __tablename__ = "case_fact_topics"
+    __table_args__ = (Index("ix_case_fact_topics_topic", "topic"),)
+
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class CaseEscalation(Base):
+    """One escalation to the statewide network (one run of the escalation event subprocess)."""
+
+    __tablename__ = "case_escalations"
+    __table_args__ = (Index("ix_case_escalations_requested", "requested_at"),)
+
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str | None] = mapped_column(String(64))
+    decision: Mapped[str | None] = mapped_column(String(64))
+    requested_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+
+
+# Monitoring: the instance list sorts by start or last change; overdue work reads open tasks by due date.
+Index("ix_process_instances_started", ProcessInstance.started_at, ProcessInstance.id)
+Index("ix_process_instances_updated", ProcessInstance.updated_at, ProcessInstance.id)
+Index("ix_tasks_open_due", Task.state, Task.due_at)
