@@ -1,0 +1,225 @@
+"""The facts table: the non-personal facts of every case, written at every save, read by the figures.
+
+Figures over 100,000 cases cannot restore 100,000 workflows. So the runtime, at the end of every save
+(`Runtime._save`), calls `record(session, instance, workflow, now=...)`, which reads the case's data
+once (the workflow is in memory anyway) and keeps three tables up to date:
+
+- `case_facts`: one row per instance: procedure, status and dates, unit, territory, client type,
+  primary topic, channel, commission, closure reason, experts, sessions, the six indicators,
+  escalation count, proactive approval, whether the statewide network works on it.
+- `case_fact_topics`: the topics of a case (several per case).
+- `case_escalations`: one row per escalation to the network (each run of the escalation event
+  subprocess): kind, decision, when it was requested and decided.
+
+Only codes are stored, never free text: a value is kept if it is a short code (`CODE`), anything else
+becomes NULL, so a model that writes a name into `territory` cannot leak it into the figures. The data
+keys read are the network's documented contract (docs/procedures.md): at the end the anonymised
+`statistics` record, while running the request data.
+
+Instances saved before this table existed get their row from `rebuild(session)`
+(`python -m engine.reporting rebuild-facts`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from SpiffWorkflow.task import TaskState
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from ..models import CaseEscalation, CaseFact, CaseFactTopic, ProcessInstance, Task
+
+log = logging.getLogger(__name__)
+
+#: the procedure whose instances are counselling cases (requests and consultations)
+CONSULTATION = "consultation"
+#: the procedure of proactive interventions
+PROACTIVE = "proactive_intervention"
+#: the six success indicators, as named in the statistics record (`indicator_<name>` in the closing form)
+INDICATORS = ("problem_clarity", "sensitisation", "resources", "independence", "future", "democratic_competence")
+ESCALATION_KIND = "escalation_kind"
+ESCALATION_DECISION = "escalation_decision"
+#: candidate groups that mean "the statewide network (the LKS coordinators) works on this case"
+NETWORK_SUFFIX = ":coordinator"
+#: what a stored fact may look like: a code, never free text
+CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+MAX_TOPICS = 20
+
+
+def code(value: Any) -> str | None:
+    return value if isinstance(value, str) and CODE.match(value) else None
+
+
+@dataclass
+class Escalation:
+    key: str  # the id of the event subprocess run
+    kind: str | None
+    decision: str | None
+
+
+@dataclass
+class Facts:
+    request: bool = False
+    proactive: bool = False
+    unit: str | None = None
+    territory: str | None = None
+    client_type: str | None = None
+    primary_topic: str | None = None
+    channel: str | None = None
+    topics: list[str] = field(default_factory=list)
+    commission: bool | None = None
+    closure_reason: str | None = None
+    outcome: str | None = None
+    experts: bool | None = None
+    sessions: int | None = None
+    indicators: dict[str, str | None] = field(default_factory=dict)
+    approval: str | None = None
+    escalations: list[Escalation] = field(default_factory=list)
+
+
+def extract(workflow, *, process_key: str) -> Facts:
+    """The facts of one case, from its restored workflow (no database access)."""
+    from ..policy import case_data
+
+    data = case_data(workflow)
+    statistics = data.get("statistics") if isinstance(data.get("statistics"), Mapping) else {}
+    # the consultation's own record; a proactive intervention writes one of its own first
+    stats = statistics if statistics.get("procedure", CONSULTATION) == CONSULTATION else {}
+
+    def value(key: str) -> Any:
+        return stats[key] if key in stats else data.get(key)
+
+    facts = Facts()
+    facts.request = process_key == CONSULTATION or "request_month" in data or "client_type" in data
+    facts.proactive = process_key == PROACTIVE
+    for name in ("territory", "client_type", "primary_topic", "channel", "closure_reason"):
+        setattr(facts, name, code(value(name)))
+    facts.unit = code(value("responsible_unit"))
+    facts.outcome = code(stats.get("outcome"))
+    topics = value("topics")
+    if isinstance(topics, list | tuple):
+        facts.topics = sorted({t for t in (code(t) for t in topics) if t})[:MAX_TOPICS]
+    commission = value("commission_given")
+    facts.commission = commission if isinstance(commission, bool) else None
+    facts.experts = _experts(stats, data)
+    sessions = stats.get("sessions", data.get("sessions"))
+    if isinstance(sessions, list):
+        sessions = len(sessions)
+    facts.sessions = sessions if isinstance(sessions, int) and not isinstance(sessions, bool) else None
+    recorded = stats.get("indicators") if isinstance(stats.get("indicators"), Mapping) else {}
+    facts.indicators = {name: code(recorded.get(name, data.get(f"indicator_{name}"))) for name in INDICATORS}
+    facts.approval = code(data.get("approval_decision")) if facts.proactive else None
+    facts.escalations = escalations(workflow)
+    return facts
+
+
+def _experts(stats: Mapping, data: Mapping) -> bool | None:
+    if isinstance(stats.get("experts_involved"), bool):
+        return stats["experts_involved"]
+    if data.get("experts_needed") is False or data.get("expert_consent") == "refused":
+        return False
+    if data.get("experts_needed") is True and data.get("expert_consent") == "given":
+        return True
+    return None
+
+
+def escalations(workflow) -> list[Escalation]:
+    """Each run of an event subprocess that was started with an `escalation_kind` is one escalation;
+    its kind and decision are those of its most recent task (the coordinators may correct the kind)."""
+    found = []
+    for key, sub in workflow.subprocesses.items():
+        tasks = [t for t in sub.tasks.values() if t.has_state(TaskState.FINISHED_MASK | TaskState.READY
+                                                               | TaskState.WAITING | TaskState.STARTED)]
+        starts = [t for t in tasks if type(t.task_spec).__name__ == "StartEvent" and ESCALATION_KIND in t.data]
+        if not starts:
+            continue
+        latest = max((t for t in tasks if ESCALATION_KIND in t.data), key=lambda t: t.last_state_change)
+        found.append((min(t.last_state_change for t in starts), Escalation(
+            str(key), code(latest.data.get(ESCALATION_KIND)), code(latest.data.get(ESCALATION_DECISION)))))
+    return [e for _, e in sorted(found, key=lambda item: (item[0], item[1].key))]
+
+
+def record(session: Session, instance: ProcessInstance, workflow, *, now: datetime) -> CaseFact:
+    """Bring the facts of `instance` up to date (called by the runtime at the end of every save)."""
+    facts = extract(workflow, process_key=instance.process_key)
+    row = session.get(CaseFact, instance.id)
+    if row is None:
+        row = CaseFact(instance_id=instance.id, topics="", escalations=0)
+        session.add(row)
+    row.process_key, row.status = instance.process_key, instance.status
+    row.started_at, row.ended_at = instance.started_at, instance.ended_at
+    row.request, row.proactive = facts.request, facts.proactive
+    if facts.request and row.opened_at is None:
+        # a consultation opens with its instance; one called from an intervention when its request is recorded
+        row.opened_at = instance.started_at if instance.process_key == CONSULTATION else now
+    row.unit = code(instance.responsible_unit) or facts.unit
+    for name in ("territory", "client_type", "primary_topic", "channel", "commission", "closure_reason", "outcome",
+                 "experts", "sessions", "approval"):
+        setattr(row, name, getattr(facts, name))
+    for name in INDICATORS:
+        setattr(row, f"indicator_{name}", facts.indicators.get(name))
+    row.network = _network(session, instance.id)
+    _sync_topics(session, row, facts.topics)
+    _sync_escalations(session, row, facts.escalations, now=now)
+    return row
+
+
+def _network(session: Session, instance_id: int) -> bool:
+    for groups in session.scalars(select(Task.candidate_groups).where(Task.instance_id == instance_id)):
+        if any(g.strip().endswith(NETWORK_SUFFIX) for g in (groups or "").split(",")):
+            return True
+    return False
+
+
+def _sync_topics(session: Session, row: CaseFact, topics: list[str]) -> None:
+    text = ",".join(topics)
+    if row.topics == text:
+        return
+    old = set(filter(None, (row.topics or "").split(",")))
+    gone, new = old - set(topics), set(topics) - old
+    if gone:
+        session.execute(delete(CaseFactTopic).where(CaseFactTopic.instance_id == row.instance_id,
+                                                    CaseFactTopic.topic.in_(gone)))
+    for topic in sorted(new):
+        session.add(CaseFactTopic(instance_id=row.instance_id, topic=topic))
+    row.topics = text
+
+
+def _sync_escalations(session: Session, row: CaseFact, found: list[Escalation], *, now: datetime) -> None:
+    if not found and not row.escalations:
+        return
+    existing = {e.key: e for e in session.scalars(
+        select(CaseEscalation).where(CaseEscalation.instance_id == row.instance_id))}
+    for escalation in found:
+        stored = existing.get(escalation.key)
+        if stored is None:
+            stored = CaseEscalation(instance_id=row.instance_id, key=escalation.key, requested_at=now)
+            session.add(stored)
+        stored.kind = escalation.kind
+        if stored.decision != escalation.decision:
+            stored.decision = escalation.decision
+            stored.decided_at = now if escalation.decision else None
+    row.escalations = len(found)
+
+
+def rebuild(session: Session, *, now: datetime, batch: int = 200) -> int:
+    """Write the facts of every instance (for instances saved before the table existed). Returns the count."""
+    from ..runtime import Runtime
+
+    runtime = Runtime(session)
+    ids = list(session.scalars(select(ProcessInstance.id).order_by(ProcessInstance.id)))
+    for start in range(0, len(ids), batch):
+        chunk = ids[start:start + batch]
+        for instance in session.scalars(select(ProcessInstance).where(ProcessInstance.id.in_(chunk))):
+            try:
+                record(session, instance, runtime.load_workflow(instance), now=now)
+            except Exception:
+                log.exception("facts of an instance could not be written", extra={"instance": instance.id})
+        session.flush()
+    return len(ids)
