@@ -42,6 +42,7 @@ from .forms import deep_merge
 from .identity import get_user, groups_of
 from .models import Incident, ProcessDefinition, ProcessInstance, Task, Unit
 from .parser import MessageEventDefinition as ParsedMessageEventDefinition
+from .reporting import facts as reporting_facts
 from .specs import DEFAULT_CACHE, SpecCache
 
 log = logging.getLogger(__name__)
@@ -368,6 +369,7 @@ class Runtime:
             describe = functools.partial(self._describe_or_incident, instance, now=now)
         mirror.sync_tasks(self.session, instance, workflow, now=now, describe=describe)
         mirror.sync_timers(self.session, instance, workflow, now=now)
+        reporting_facts.record(self.session, instance, workflow, now=now)  # the figures read these
         self.session.flush()
 
     def _describe_or_incident(self, instance: ProcessInstance, spiff_task, *, now: datetime) -> dict:
