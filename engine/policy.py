@@ -11,9 +11,10 @@ A case is seen at one of four levels, from the user's memberships (unit, role) a
   named on the case (assignee, candidate user or completer of one of its tasks, `case_team`, starter).
   Everything, personal fields included.
 - "network": a coordinator, for a case escalated to the statewide network (data `escalated` true, or
-  a task for a coordinator group such as `lks:coordinator`), or one they took part in. Status,
+  a task for a coordinator group such as `lks:coordinator`), one they took part in, or one with an open
+  task they are a candidate for (the LKS as the central contact point for requests). Status,
   history and non-personal answers; personal fields, comments and attachments only after the clients'
-  consent to the hand-over (data `handover_consent` true).
+  consent to the hand-over (data `handover_consent` true or "given").
 - "status": a supervisor outside a ministry: status, current step and diagram; no case content.
 - none: everybody else, ministries (aggregates only) and admins (accounts, not cases). A case or task
   that a user may not see does not exist for them (`NotFound`, a 404).
@@ -50,6 +51,7 @@ NETWORK_GROUP_SUFFIX = ":coordinator"
 ESCALATED_KEY = "escalated"
 CONSENT_KEY = "handover_consent"
 TEAM_KEY = "case_team"
+YES = ("given", "yes", "true", "ja")
 
 
 class Permission(enum.StrEnum):
@@ -86,11 +88,17 @@ class CaseFacts:
 
     units: set[str] = field(default_factory=set)  # units the case belongs to
     network: bool = False  # a task for a coordinator group
+    open_groups: set[str] = field(default_factory=set)  # candidate groups of its open tasks
     people: set[str] = field(default_factory=set)  # assignees, candidate users, completers, starter
     data: Callable[[], Mapping[str, Any]] = dict  # the case data, loaded only when a rule needs it
 
     def flag(self, key: str) -> bool:
-        return self.data().get(key) is True
+        """A yes in the case data: true, or "given" (a consent recorded as a choice); also inside the
+        case's statistics record (`statistics.escalated`)."""
+        data = self.data()
+        statistics = data.get("statistics")
+        value = data.get(key, statistics.get(key) if isinstance(statistics, Mapping) else None)
+        return value is True or value in YES
 
     def team(self) -> set[str]:
         value = self.data().get(TEAM_KEY)
@@ -129,13 +137,15 @@ def case_facts(session: Session, instance: ProcessInstance) -> CaseFacts:
     if instance.responsible_unit:
         facts.units.add(instance.responsible_unit)
     rows = session.execute(
-        select(Task.candidate_groups, Task.candidate_users, Task.assignee, Task.completed_by)
+        select(Task.candidate_groups, Task.candidate_users, Task.assignee, Task.completed_by, Task.state)
         .where(Task.instance_id == instance.id)
     ).all()
-    for groups, users, assignee, completed_by in rows:
+    for groups, users, assignee, completed_by, state in rows:
         for group in filter(None, (g.strip() for g in (groups or "").split(","))):
             facts.units.add(group.split(":", 1)[0])
             facts.network = facts.network or group.endswith(NETWORK_GROUP_SUFFIX)
+            if state == "open":
+                facts.open_groups.add(group)
         facts.people.update(u.strip() for u in (users or "").split(",") if u.strip())
         facts.people.update(p for p in (assignee, completed_by) if p)
     starter = session.scalar(select(User).where(User.username == instance.started_by))
@@ -193,7 +203,8 @@ def _case_level(session: Session, user: User, my_roles: set[str], instance: Proc
             return Level.TEAM
         if user.username in facts.team():
             return Level.TEAM
-    if "coordinator" in my_roles and (facts.network or user.username in facts.people or facts.flag(ESCALATED_KEY)):
+    if "coordinator" in my_roles and (facts.network or user.username in facts.people
+                                      or groups_of(user) & facts.open_groups or facts.flag(ESCALATED_KEY)):
         return Level.NETWORK
     if "supervisor" in my_roles and not is_ministry_member(session, user):
         return Level.STATUS

@@ -146,8 +146,25 @@ def markers(instance: ProcessInstance, workflow) -> tuple[list[str], list[str]]:
     from engine.runtime import completed_elements
 
     active = [e for e in (instance.active_elements or "").split(",") if e]
+    listening = _listening(workflow, set(active))
+    active = [e for e in active if e not in listening]
     done = [e for e in completed_elements(workflow) if e not in active]
     return done, active
+
+
+def _listening(workflow, active: set[str]) -> set[str]:
+    """Event subprocesses that only wait for their trigger (and their start events): not a current step."""
+    idle = set()
+    for name in getattr(workflow.spec.start, "trigger_specs", ()):
+        spec = workflow.subprocess_specs.get(name)
+        if spec is None:
+            continue
+        starts = {ts.bpmn_id for ts in spec.task_specs.values() if type(ts).__name__ == "StartEvent"}
+        idle |= starts
+        inner = {ts.bpmn_id for ts in spec.task_specs.values() if ts.bpmn_id} - starts
+        if not active & inner:
+            idle.add(name)
+    return idle
 
 
 def waits_for_message(workflow, name: str) -> bool:
