@@ -73,6 +73,9 @@ class Permission(enum.StrEnum):
     PROCEDURE_EDIT = "procedure:edit"  # the modeller: drafts, check, versions, diffs, forms, DMN tables
     PROCEDURE_DEPLOY = "procedure:deploy"  # publish a draft as a new version
     INSTANCE_MIGRATE = "instance:migrate"  # move running instances to another version
+    MONITOR_READ = "monitor:read"  # the monitor: case list and status, procedures, overdue work (no content)
+    FIGURES_READ = "figures:read"  # the figures: aggregates with small cells suppressed (ministries too)
+    INCIDENT_RETRY = "incident:retry"  # run the failed step of a case again (coordinators)
 
 
 class Level(enum.IntEnum):
@@ -310,6 +313,14 @@ def can(user: User | None, permission: Permission | str, resource: Any = None) -
         return bool(roles(user))
     if permission.value in MODELLER_PERMISSIONS:
         return bool(roles(user) & MODELLER_ROLES)
+    if permission is Permission.MONITOR_READ:  # supervisors outside ministries, unit leads, coordinators
+        return bool(roles(user) & {"lead", "coordinator"}) or (
+            "supervisor" in roles(user) and not is_ministry_member(object_session(user), user))
+    if permission is Permission.FIGURES_READ:
+        return bool(roles(user) & {"lead", "coordinator", "supervisor"})
+    if permission is Permission.INCIDENT_RETRY:
+        return (isinstance(resource, ProcessInstance) and "coordinator" in roles(user)
+                and resource.status == "running" and _can_case(user, Permission.CASE_READ, resource))
     return permission is Permission.ACCOUNT_EDIT
 
 
