@@ -84,10 +84,17 @@ class Database:
 
 
 def _truncate_postgres(engine) -> None:
+    """Empty every table after a test. DELETE on a handful of rows is much faster than TRUNCATE;
+    replica mode lets it past the audit table's append-only trigger (tests run as superuser)."""
+    from engine.db import Base
+
     with engine.begin() as conn:
-        tables = [r[0] for r in conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
-        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+        for (sequence,) in conn.execute(text(
+                "SELECT sequence_name FROM information_schema.sequences WHERE sequence_schema = 'public'")):
+            conn.execute(text(f"ALTER SEQUENCE {sequence} RESTART"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
