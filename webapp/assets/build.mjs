@@ -1,4 +1,5 @@
-// Bundles the browser code with esbuild: webapp/static/js/diagram.js -> webapp/static/dist/diagram.{js,css}.
+// Bundles the browser code with esbuild: webapp/static/js/diagram.js -> webapp/static/dist/diagram.{js,css};
+// the modeller's webapp/assets/modeller*.js -> webapp/static/dist/modeller*.{js,css}.
 // `npm ci && npm run build`. The output is not committed (.gitignore); nothing is loaded from a CDN.
 import { build } from "esbuild";
 import { mkdir } from "node:fs/promises";
@@ -30,5 +31,41 @@ await build({
   minify: true,
   outfile: join(out, "diagram.css"),
   loader: { ".woff": "file", ".woff2": "file", ".eot": "file", ".ttf": "file", ".svg": "file" },
+  logLevel: "info",
+});
+
+// the modeller (coordinators only): bpmn-js Modeler with the properties panel, the form-js editor, the diff view
+await build({
+  entryPoints: {
+    modeller: join(root, "webapp", "assets", "modeller.js"),
+    "modeller-forms": join(root, "webapp", "assets", "modeller-forms.js"),
+    "modeller-diff": join(root, "webapp", "assets", "modeller-diff.js"),
+  },
+  bundle: true,
+  minify: true,
+  format: "iife",
+  target: ["es2020"],
+  outdir: out,
+  legalComments: "linked",
+  loader: { ".woff": "file", ".woff2": "file", ".eot": "file", ".ttf": "file", ".svg": "dataurl" },
+  logLevel: "info",
+});
+await build({
+  stdin: {
+    contents: [
+      '@import "bpmn-js/dist/assets/diagram-js.css";',
+      '@import "bpmn-js/dist/assets/bpmn-js.css";',
+      '@import "bpmn-js/dist/assets/bpmn-font/css/bpmn-embedded.css";',
+      '@import "@bpmn-io/properties-panel/dist/assets/properties-panel.css";',
+      '@import "@bpmn-io/form-js-viewer/dist/assets/form-js.css";',
+      '@import "@bpmn-io/form-js-editor/dist/assets/form-js-editor.css";',
+    ].join(" "),
+    resolveDir: root,
+    loader: "css",
+  },
+  bundle: true,
+  minify: true,
+  outfile: join(out, "modeller.css"),
+  loader: { ".woff": "file", ".woff2": "file", ".eot": "file", ".ttf": "file", ".svg": "dataurl" },
   logLevel: "info",
 });
