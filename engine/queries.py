@@ -27,6 +27,8 @@ def open_tasks_for_user_query(user: User):
 
 
 def open_tasks_for_user(session: Session, user: User, *, limit: int = 50, offset: int = 0) -> list[Task]:
-    query = open_tasks_for_user_query(user).order_by(Task.due_at.is_(None), Task.due_at, Task.priority.desc(),
+    # Due first, undated last. Written as NULLS LAST (not `due_at IS NULL, due_at`): PostgreSQL can then
+    # walk the (state, due_at) index in order and stop after one page instead of sorting every visible task.
+    query = open_tasks_for_user_query(user).order_by(Task.due_at.asc().nulls_last(), Task.priority.desc(),
                                                      Task.created_at, Task.id)
     return list(session.scalars(query.limit(limit).offset(offset)))
