@@ -238,3 +238,27 @@ def test_a_message_is_not_caught_by_an_event_the_instance_has_not_reached(org):
     with org.transaction() as s:
         org.runtime(s).send_message(iid, "go", user="alice")
     assert open_elements() == ["after"]
+
+
+def test_the_inbox_lists_due_tasks_first_then_undated_ones_by_priority(org):
+    """engine.queries orders with NULLS LAST (so PostgreSQL can use the (state, due_at) index; bench/engine.py)."""
+    from engine.deploy import deploy
+    from engine.identity import get_user
+    from engine.queries import open_tasks_for_user
+    from tests import modelkit
+
+    tasks = {"later": 'camunda:dueDate="P3D"', "sooner": 'camunda:dueDate="P1D"',
+             "urgent": 'camunda:priority="80"', "whenever": 'camunda:priority="20"'}
+    body = ['<bpmn:startEvent id="start" />', '<bpmn:parallelGateway id="split" />',
+            '<bpmn:parallelGateway id="join" />', '<bpmn:endEvent id="end" />',
+            modelkit.flow("f0", "start", "split"), modelkit.flow("f9", "join", "end")]
+    for tid, attrs in tasks.items():
+        body += [modelkit.user_task(tid, tid, f'camunda:candidateGroups="rz-west" {attrs}'),
+                 modelkit.flow(f"in_{tid}", "split", tid), modelkit.flow(f"out_{tid}", tid, "join")]
+    with org.transaction() as s:
+        deploy(s, {"order.bpmn": modelkit.definitions("order", "\n".join(body))}, user="carla", now=org.clock.now())
+    with org.transaction() as s:
+        org.runtime(s).start("order", user="alice")
+    with org.transaction() as s:
+        inbox = [t.element_id for t in open_tasks_for_user(s, get_user(s, "bob"))]
+    assert inbox == ["sooner", "later", "urgent", "whenever"]
