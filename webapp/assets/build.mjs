@@ -34,7 +34,8 @@ await build({
   logLevel: "info",
 });
 
-// the modeller (coordinators only): bpmn-js Modeler with the properties panel, the form-js editor, the diff view
+// the modeller (coordinators only): bpmn-js Modeler with the properties panel, the form-js editor, the diff view;
+// their CSS (imported by the scripts) comes out as modeller.css and modeller-forms.css
 await build({
   entryPoints: {
     modeller: join(root, "webapp", "assets", "modeller.js"),
@@ -47,25 +48,6 @@ await build({
   target: ["es2020"],
   outdir: out,
   legalComments: "linked",
-  loader: { ".woff": "file", ".woff2": "file", ".eot": "file", ".ttf": "file", ".svg": "dataurl" },
-  logLevel: "info",
-});
-await build({
-  stdin: {
-    contents: [
-      '@import "bpmn-js/dist/assets/diagram-js.css";',
-      '@import "bpmn-js/dist/assets/bpmn-js.css";',
-      '@import "bpmn-js/dist/assets/bpmn-font/css/bpmn-embedded.css";',
-      '@import "@bpmn-io/properties-panel/dist/assets/properties-panel.css";',
-      '@import "@bpmn-io/form-js-viewer/dist/assets/form-js.css";',
-      '@import "@bpmn-io/form-js-editor/dist/assets/form-js-editor.css";',
-    ].join(" "),
-    resolveDir: root,
-    loader: "css",
-  },
-  bundle: true,
-  minify: true,
-  outfile: join(out, "modeller.css"),
   loader: { ".woff": "file", ".woff2": "file", ".eot": "file", ".ttf": "file", ".svg": "dataurl" },
   logLevel: "info",
 });
