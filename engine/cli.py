@@ -19,7 +19,7 @@ from sqlalchemy import select
 from . import config, db, identity
 from .clock import Clock, FixedClock, parse_instant
 from .errors import FallwerkError, ModelError, ValidationFailed
-from .models import AuditEvent, Incident, ProcessInstance, Task, TaskCandidate
+from .models import AuditEvent, Incident, ProcessInstance, Task, TaskCandidate, Timer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -415,6 +415,11 @@ def _instance_summary(session, instance: ProcessInstance, full: bool = False) ->
              "at": i.created_at, "resolved": i.resolved_at is not None}
             for i in session.scalars(select(Incident).where(Incident.instance_id == instance.id))
         ]
+        summary["timers"] = [
+            {"element_id": t.element_id, "due_at": t.due_at, "state": t.state, "attempts": t.attempts,
+             "next_attempt_at": t.next_attempt_at, "fired_at": t.fired_at}
+            for t in session.scalars(select(Timer).where(Timer.instance_id == instance.id).order_by(Timer.due_at))
+        ]
         summary["history"] = [
             {"at": e.at, "actor": e.actor, "action": e.action, "element_id": e.element_id,
              "changed_keys": [k for k in e.changed_keys.split(",") if k]}
@@ -439,7 +444,16 @@ def _summary_text(s: dict, full: bool = False) -> str:
             state = "resolved" if i["resolved"] else "OPEN"
             lines.append(f"  incident {i['id']} [{state}] at {i['element_id']} "
                          f"(attempt {i['attempt']}): {i['message']}")
+        for t in s["timers"]:
+            when = {"fired": f"fired {_iso(t['fired_at'])}", "waiting": "waiting", "failed": "FAILED"}.get(t["state"])
+            if t["state"] == "waiting" and t["next_attempt_at"]:
+                when += f", attempt {t['attempts'] + 1} at {_iso(t['next_attempt_at'])}"
+            lines.append(f"  timer {t['element_id']} due {_iso(t['due_at'])}: {when}")
     return "\n".join(lines)
+
+
+def _iso(at) -> str:
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z") if at else "-"
 
 
 @main.command()
@@ -455,8 +469,25 @@ def incidents(c: Context, show_all, as_json):
         rows = [{"id": i.id, "instance": i.instance_id, "element_id": i.element_id, "message": i.message,
                  "attempt": i.attempt, "at": i.created_at, "resolved_at": i.resolved_at}
                 for i in session.scalars(query)]
-    _emit(as_json, rows, "\n".join(f"#{r['instance']:<6} {r['element_id'] or '-'}: {r['message']} "
+    _emit(as_json, rows, "\n".join(f"#{r['instance']:<6} {_iso(r['at'])}  {r['element_id'] or '-'}: {r['message']} "
                                    f"(attempt {r['attempt']})" for r in rows) or "no incidents")
+
+
+@main.command("data")
+@click.argument("instance_id", type=int)
+@click.option("--set", "values", default=None, help="Values to set, as a JSON object (or @file.json).")
+@click.option("--unset", multiple=True, metavar="KEY", help="A key to remove (repeatable).")
+@click.option("--reason", default="", help="Why (recorded in the audit trail).")
+@user_option
+@json_option
+@pass_ctx
+def data_command(c: Context, instance_id, values, unset, reason, user, as_json):
+    """Correct the data of a running instance (audited); `fallwerk retry` then runs it on."""
+    with c.transaction() as session:
+        instance = _runtime(c, session).set_data(instance_id, _load_json(values, "--set"), user=user,
+                                                 unset=tuple(unset), reason=reason)
+        summary = _instance_summary(session, instance, full=True)
+    _emit(as_json, summary, _summary_text(summary, full=True))
 
 
 @main.command()
@@ -474,21 +505,25 @@ def retry(c: Context, instance_id, user, as_json):
 
 @main.command()
 @click.option("--once", is_flag=True, help="One pass over due timers, then exit.")
+@click.option("--now", "at", metavar="ISO", default=None, help="Fire what is due at this instant (as --now).")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between polls.")
-@click.option("--batch", default=100, show_default=True)
+@click.option("--batch", default=100, show_default=True, help="Instances per pass.")
 @json_option
 @pass_ctx
-def worker(c: Context, once, interval, batch, as_json):
-    """Fire due timers and run their instances on."""
+def worker(c: Context, once, at, interval, batch, as_json):
+    """Fire due timers and run their instances on (until SIGTERM; logs on stderr, JSON lines with --json)."""
     from . import worker as worker_module
 
+    clock = FixedClock(parse_instant(at)) if at else c.clock
+    worker_module.configure_logging(as_json=as_json and not once, level=os.environ.get("FALLWERK_LOG_LEVEL"))
     if once:
-        stats = worker_module.run_once(c.factory, c.clock, batch=batch)
-        _emit(as_json, {"fired": stats.fired, "failed": stats.failed, "instances": stats.instances},
+        stats = worker_module.run_once(c.factory, clock, batch=batch)
+        _emit(as_json, {"fired": stats.fired, "failed": stats.failed, "instances": stats.instances,
+                        "timers": [{"instance": f.instance, "element": f.element, "due": f.due,
+                                    "outcome": f.outcome, "lateness": f.lateness} for f in stats.firings]},
               f"fired {stats.fired} timer(s), {stats.failed} failure(s)")
         return
-    logging.getLogger("engine").setLevel(logging.INFO)
-    worker_module.run_forever(c.factory, c.clock, interval=interval, batch=batch)
+    worker_module.run_forever(c.factory, clock, interval=interval, batch=batch)
 
 
 @main.command()

@@ -201,6 +201,37 @@ class Runtime:
         self._advance(instance, workflow, actor=user)
         return instance
 
+    def set_data(self, instance_id: int, values: dict, *, user: str, unset: tuple[str, ...] = (),
+                 reason: str = "") -> ProcessInstance:
+        """Correct a running instance's data (an administrator's act, audited); nothing runs: `retry` does.
+
+        The values replace top-level keys (and `unset` removes keys) in the data of every task the instance
+        continues from: ready, waiting and started tasks, and the task each waiting event inherits its data
+        from again when it is refreshed.
+        """
+        instance = self._lock(instance_id)
+        self._require_running(instance)
+        workflow = self._load(instance)
+        values = dict(values or {})
+        _check_keys(values)
+        _check_keys(dict.fromkeys(unset))
+        if not values and not unset:
+            raise ValidationFailed("nothing to change: give values to set or keys to remove")
+        before = instance_data(workflow)
+        live = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+        targets = {t.id: t for t in live}
+        targets.update({t.parent.id: t.parent for t in live if t.state == TaskState.WAITING and t.parent is not None})
+        for task in targets.values():
+            task.data.update(copy.deepcopy(values))
+            for key in unset:
+                task.data.pop(key, None)
+        now = self.clock.now()
+        audit.record(self.session, at=now, actor=user, action="data", instance_id=instance.id,
+                     changed_keys=audit.changed_keys(before, instance_data(workflow)) | set(values) | set(unset),
+                     reason=reason)
+        self._save(instance, workflow)
+        return instance
+
     def cancel(self, instance_id: int, *, user: str, reason: str = "") -> ProcessInstance:
         instance = self._lock(instance_id)
         self._require_running(instance)
