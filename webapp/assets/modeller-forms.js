@@ -2,6 +2,7 @@
 // Data in data- attributes and a JSON script tag (no inline script: CSP). Saving stores the form in the
 // draft; the preview is rendered by the server the way the inbox renders it.
 import { FormEditor } from "@bpmn-io/form-js-editor";
+import "./modeller-forms.css";
 
 async function post(url, token, body) {
   const response = await fetch(url, {

@@ -1,5 +1,5 @@
 // The modeller page: bpmn-js Modeler with the properties panel and the Camunda moddle (bundled by esbuild
-// into static/dist/modeller.js). Everything the page needs comes in data- attributes of [data-modeller];
+// into static/dist/modeller.js, its styles into modeller.css). Everything the page needs comes in data- attributes of [data-modeller];
 // there is no inline script (CSP). Also exposes window.fallwerkModeller.create() for the round-trip test.
 import BpmnModeler from "bpmn-js/lib/Modeler";
 import {
@@ -9,6 +9,7 @@ import {
 } from "bpmn-js-properties-panel";
 import CamundaBehaviorsModule from "camunda-bpmn-js-behaviors/lib/camunda-platform";
 import camundaModdle from "camunda-bpmn-moddle/resources/camunda.json";
+import "./modeller.css";
 
 // Before saving, bpmn-js rebuilds each drawn plane's list of shapes and edges from what it has drawn
 // (BpmnDiOrdering). Diagram elements it cannot draw would be lost: the called process's shapes inside an

@@ -1,0 +1,129 @@
+"""DMN decision tables as rows a plain form can edit (the modeller's routing table editor).
+
+    table = read_table(xml)                 # the first decision table (or `decision_id`)
+    table.rules[0].inputs[1] = '"lk-rostock"'
+    xml = write_table(xml, table)           # the same file with the rules replaced, everything else kept
+
+Cells are the texts of the input and output entries (expressions of the sandboxed expression language, as
+the engine evaluates them); each rule keeps its id, a new rule gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from .check import _safe_parser
+from .errors import FallwerkError
+
+
+@dataclass
+class Column:
+    id: str
+    label: str
+    expression: str  # input expression text, or the output's name
+
+
+@dataclass
+class Rule:
+    id: str
+    inputs: list[str]
+    outputs: list[str]
+    description: str = ""
+
+
+@dataclass
+class DecisionTable:
+    decision_id: str
+    decision_name: str
+    hit_policy: str
+    inputs: list[Column] = field(default_factory=list)
+    outputs: list[Column] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+
+
+def _root(xml: str | bytes):
+    try:
+        return etree.fromstring(xml.encode() if isinstance(xml, str) else xml, _safe_parser())
+    except (etree.LxmlError, ValueError) as exc:
+        raise FallwerkError(f"not a DMN file: {exc}") from exc
+
+
+def _ns(root) -> str:
+    return root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+
+
+def _table(root, decision_id: str | None):
+    ns = _ns(root)
+    for decision in root.iter(f"{{{ns}}}decision"):
+        if decision_id in (None, decision.get("id")):
+            table = decision.find(f"{{{ns}}}decisionTable")
+            if table is not None:
+                return decision, table
+    raise FallwerkError(f"no decision table {decision_id or ''} in this DMN file".replace("  ", " "))
+
+
+def _text(node, ns: str) -> str:
+    text = node.find(f"{{{ns}}}text") if node is not None else None
+    return (text.text or "") if text is not None else ""
+
+
+def decision_ids(xml: str | bytes) -> list[tuple[str, str]]:
+    root = _root(xml)
+    ns = _ns(root)
+    return [(d.get("id"), d.get("name") or d.get("id")) for d in root.iter(f"{{{ns}}}decision")
+            if d.find(f"{{{ns}}}decisionTable") is not None]
+
+
+def read_table(xml: str | bytes, decision_id: str | None = None) -> DecisionTable:
+    root = _root(xml)
+    ns = _ns(root)
+    decision, table = _table(root, decision_id)
+    result = DecisionTable(decision.get("id"), decision.get("name") or decision.get("id"),
+                           table.get("hitPolicy", "UNIQUE"))
+    for column in table.findall(f"{{{ns}}}input"):
+        result.inputs.append(Column(column.get("id"), column.get("label") or "",
+                                    _text(column.find(f"{{{ns}}}inputExpression"), ns)))
+    for column in table.findall(f"{{{ns}}}output"):
+        result.outputs.append(Column(column.get("id"), column.get("label") or "", column.get("name") or ""))
+    for rule in table.findall(f"{{{ns}}}rule"):
+        description = rule.find(f"{{{ns}}}description")
+        result.rules.append(Rule(rule.get("id"), [_text(e, ns) for e in rule.findall(f"{{{ns}}}inputEntry")],
+                                 [_text(e, ns) for e in rule.findall(f"{{{ns}}}outputEntry")],
+                                 (description.text or "") if description is not None else ""))
+    return result
+
+
+def write_table(xml: str | bytes, table: DecisionTable) -> str:
+    """The DMN file with the decision's rules replaced by `table.rules` (columns and the rest unchanged)."""
+    root = _root(xml)
+    ns = _ns(root)
+    _decision, node = _table(root, table.decision_id)
+    n_in, n_out = len(node.findall(f"{{{ns}}}input")), len(node.findall(f"{{{ns}}}output"))
+    for old in node.findall(f"{{{ns}}}rule"):
+        node.remove(old)
+    existing = {r.get("id") for r in root.iter() if isinstance(r.tag, str) and r.get("id")}
+    for rule in table.rules:
+        if len(rule.inputs) != n_in or len(rule.outputs) != n_out:
+            raise FallwerkError(f"rule {rule.id or '(new)'} has {len(rule.inputs)} input and {len(rule.outputs)} "
+                                f"output cells; the table has {n_in} and {n_out}")
+        rule_id = rule.id or _fresh("Rule", existing)
+        element = etree.SubElement(node, f"{{{ns}}}rule", id=rule_id)
+        if rule.description.strip():
+            etree.SubElement(element, f"{{{ns}}}description").text = rule.description.strip()
+        for kind, cells in (("inputEntry", rule.inputs), ("outputEntry", rule.outputs)):
+            for cell in cells:
+                entry = etree.SubElement(element, f"{{{ns}}}{kind}", id=_fresh(f"{rule_id}_{kind}", existing))
+                etree.SubElement(entry, f"{{{ns}}}text").text = cell.strip()
+    etree.indent(node, space="  ", level=2)
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8").decode()
+
+
+def _fresh(prefix: str, existing: set[str]) -> str:
+    while True:
+        candidate = f"{prefix}_{secrets.token_hex(3)}"
+        if candidate not in existing:
+            existing.add(candidate)
+            return candidate
