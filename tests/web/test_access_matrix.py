@@ -15,6 +15,7 @@ import pytest
 from engine.models import SavedFilter
 from tests.web.conftest import case_at_advice, login, open_task
 from tests.web.models import PERSONAL
+from tests.web.test_modeller import modeller_draft
 from webapp.services import casefiles
 
 ROLES = ["alice", "otto", "lena", "carla", "sven", "mira", "adam", None]  # None: not signed in
@@ -46,6 +47,7 @@ class World:
     tasks: dict[str, str]
     attachments: dict[str, int]
     filter_id: int
+    draft: int = 0
 
 
 def _world(db, app) -> World:
@@ -75,7 +77,7 @@ def _world(db, app) -> World:
     tasks = {"own": open_task(db, own.id, "advise").id, "foreign": open_task(db, foreign.id, "advise").id,
              "escalated": open_task(db, escalated.id, "review").id}
     return World({k: c.id for k, c in cases.items()}, {k: c.number for k, c in cases.items()}, tasks, attachments,
-                 filter_id)
+                 filter_id, modeller_draft(db))
 
 
 def _user_id(session, username):
@@ -98,6 +100,10 @@ def _cancel(role, case):
 
 def _personal(role, case):
     return _level(role, case) == "team"
+
+
+def _coordinator(role, status):
+    return status if role == "carla" else 404
 
 
 def _seen(role, case, status=200):
@@ -145,6 +151,47 @@ MATRIX = {
                                 lambda r, c: 303 if _task(r, c) else 404),
     ("tasks.hand_over", "POST"): ("task", lambda w, c: f"/tasks/{w.tasks[c]}/hand-over", {"assignee": "bob"},
                                   lambda r, c: 303 if _task(r, c) else 404),
+    # the modeller: coordinators only (procedure:edit, procedure:deploy, instance:migrate); the draft is last
+    ("modeller.index", "GET"): ("global", lambda w, c: "/modeller/", None, lambda r, c: _coordinator(r, 200)),
+    ("modeller.groups", "GET"): ("global", lambda w, c: "/modeller/groups.json", None,
+                                 lambda r, c: _coordinator(r, 200)),
+    ("modeller.edit", "GET"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}", None,
+                               lambda r, c: _coordinator(r, 200)),
+    ("modeller.draft_xml", "GET"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/model.bpmn", None,
+                                    lambda r, c: _coordinator(r, 200)),
+    ("modeller.procedure", "GET"): ("global", lambda w, c: "/modeller/procedures/casework", None,
+                                    lambda r, c: _coordinator(r, 200)),
+    ("modeller.version_xml", "GET"): ("global", lambda w, c: "/modeller/procedures/casework/versions/1/model.bpmn",
+                                      None, lambda r, c: _coordinator(r, 200)),
+    ("modeller.diff", "GET"): ("global", lambda w, c: "/modeller/procedures/casework/diff?from=1&to=1", None,
+                               lambda r, c: _coordinator(r, 200)),
+    ("modeller.migrate_plan", "GET"): ("global", lambda w, c: "/modeller/procedures/casework/migrate?from=1&to=1",
+                                       None, lambda r, c: _coordinator(r, 400)),
+    ("modeller.form_editor", "GET"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/forms/intake", None,
+                                      lambda r, c: _coordinator(r, 200)),
+    ("modeller.form_preview", "GET"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/forms/intake/preview",
+                                       None, lambda r, c: _coordinator(r, 200)),
+    ("modeller.decision", "GET"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/decisions/routing.dmn", None,
+                                   lambda r, c: _coordinator(r, 200)),
+    ("modeller.new_procedure", "POST"): ("global", lambda w, c: "/modeller/new", {}, lambda r, c: _coordinator(r, 303)),
+    ("modeller.new_draft", "POST"): ("global", lambda w, c: "/modeller/procedures/casework/drafts", {},
+                                     lambda r, c: _coordinator(r, 303)),
+    ("modeller.save", "POST"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/save", {},
+                                lambda r, c: _coordinator(r, 400)),
+    ("modeller.check", "POST"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/check", {},
+                                 lambda r, c: _coordinator(r, 200)),
+    ("modeller.save_form", "POST"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/forms/intake/save", {},
+                                     lambda r, c: _coordinator(r, 400)),
+    ("modeller.form_preview", "POST"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/forms/intake/preview", {},
+                                        lambda r, c: _coordinator(r, 422)),
+    ("modeller.decision", "POST"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/decisions/routing.dmn", {},
+                                    lambda r, c: _coordinator(r, 422)),
+    ("modeller.migrate", "POST"): ("global", lambda w, c: "/modeller/procedures/casework/migrate",
+                                   {"from": "1", "to": "1"}, lambda r, c: _coordinator(r, 400)),
+    ("modeller.deploy", "POST"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/deploy", {},
+                                  lambda r, c: _coordinator(r, 200)),
+    ("modeller.discard", "POST"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/discard", {},
+                                   lambda r, c: _coordinator(r, 303)),
 }
 #: mutating requests run after the reading ones (claim before release before hand over)
 ORDER = sorted(MATRIX, key=lambda k: (k[1] == "POST", k[0] in ("auth.logout",),
