@@ -1,0 +1,208 @@
+"""The modeller in a real browser (Playwright driving Debian's Chromium, the bundle from webapp/static/dist):
+a coordinator changes the consultation procedure, sees and fixes a finding, publishes version 2; new cases
+run on version 2 while an older one stays on version 1; the migration dry run lists the older case."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from engine import demo, identity
+from engine.drafts import version_xml
+from engine.models import ProcessInstance, Task
+from engine.versions import diff_models, get_version
+from tests.conftest import Database
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DIST = ROOT / "webapp" / "static" / "dist"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+PASSWORD = "modeller-test-passwort"
+COORDINATOR, COUNSELLOR = "katrin.lange", "anna.berger"
+REQUEST = {"requester_name": "Erika Mustermann", "requester_contact": "0381 123456", "organisation_name": "",
+           "client_type": "schule", "territory": "hro", "topics": ["rechtsextremismus"],
+           "primary_topic": "rechtsextremismus", "concern": "Schmierereien an der Schule", "urgency": "normal",
+           "channel": "telefon"}
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def network(tmp_path, sqlite_template) -> Database:
+    """A SQLite database with the real organisation, the demo users and the network's procedures (version 1)."""
+    path = tmp_path / "modeller.sqlite3"
+    shutil.copy(sqlite_template, path)
+    db = Database(f"sqlite:///{path}")
+    with db.transaction() as s:
+        identity.load_organisation(s, ROOT / "data" / "organisation.json")
+        demo.create_users(s, db.clock, password=None)
+        for username in (COORDINATOR, COUNSELLOR):
+            identity.add_user(s, username, now=db.clock.now(), password=PASSWORD)
+        demo.deploy_models(s, ROOT, db.clock)
+    yield db
+    db.engine.dispose()
+
+
+@pytest.fixture
+def server(network, tmp_path):
+    from werkzeug.serving import make_server
+
+    from webapp import create_app
+
+    app = create_app({"TESTING": True, "SECRET_KEY": "browser-test", "FALLWERK_ENGINE": network.engine,
+                      "FALLWERK_CLOCK": network.clock, "DATABASE_URL": network.url, "SESSION_COOKIE_SECURE": False,
+                      "REMEMBER_COOKIE_SECURE": False, "UPLOAD_FOLDER": str(tmp_path / "uploads")})
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+
+
+@pytest.fixture
+def browser():
+    if not (DIST / "modeller.js").exists():
+        pytest.fail("webapp/static/dist/modeller.js is missing: run `npm ci && npm run build` (make setup)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def signed_in(browser, server, username):
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    problems = []
+    # every Content Security Policy violation becomes a console error "CSP <directive> <source>"
+    page.add_init_script("document.addEventListener('securitypolicyviolation', (e) => console.error("
+                         "'CSP ' + e.violatedDirective + ' ' + e.sourceFile + ':' + e.lineNumber))")
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("response", lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
+    page.problems = problems
+    page.goto(f"{server}/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/")
+    return page
+
+
+def start_case(db, user=COUNSELLOR) -> ProcessInstance:
+    with db.transaction() as s:
+        return db.runtime(s).start("consultation", user=user)
+
+
+def _panel_group(page, title: str):
+    """Open a group of the properties panel by its title (they start collapsed)."""
+    header = page.locator(".bio-properties-panel-group-header", has_text=title).first
+    if "open" not in (header.get_attribute("class") or ""):
+        header.click()
+
+
+def _select(page, element_id: str):
+    page.evaluate("(id) => window.fallwerkModeller.page.select(id)", element_id)
+    page.wait_for_selector(f".bio-properties-panel-header-label:has-text('{element_id}'), "
+                           f".bio-properties-panel-header-type", timeout=5000)
+
+
+def _set_condition(page, flow_id: str, expression: str):
+    _select(page, flow_id)
+    _panel_group(page, "Condition")
+    field = page.locator("#bio-properties-panel-conditionExpression")
+    field.fill(expression)
+    field.press("Tab")
+    page.wait_for_timeout(400)  # the panel writes after its debounce
+
+
+def test_a_coordinator_changes_checks_fixes_and_publishes_the_consultation_and_migrates(browser, server, network):
+    older = start_case(network)
+
+    page = signed_in(browser, server, COORDINATOR)
+    page.click("text=Verfahren bearbeiten")
+    page.click("[data-testid=edit-consultation]")
+    page.wait_for_selector("[data-modeller][data-ready=true]")
+    assert page.locator("[data-element-id=Task_FirstContactReminder]").count() == 1
+
+    # a task's candidate group, picked in the properties panel (the field offers the real units and roles)
+    page.click("[data-element-id=Task_FirstContactReminder]")
+    _panel_group(page, "User assignment")
+    groups = page.locator("#bio-properties-panel-candidateGroups")
+    assert groups.get_attribute("list") == "fallwerk-candidate-groups"
+    assert page.locator("#fallwerk-candidate-groups option[value='lks:coordinator']").count() == 1
+    groups.fill("${responsible_unit}:lead,lks:coordinator")
+    groups.press("Tab")
+
+    # a timer: the overdue reminder after five days instead of the start data's date
+    page.click("[data-element-id=BoundaryEvent_FirstContactOverdue]")
+    _panel_group(page, "Timer")
+    page.select_option("#bio-properties-panel-timerEventDefinitionType", "timeDuration")
+    timer = page.locator("#bio-properties-panel-timerEventDefinitionValue")
+    timer.fill("P5D")
+    timer.press("Tab")
+    page.wait_for_timeout(400)
+
+    # a broken condition is a finding next to the diagram; clicking it selects the flow
+    _set_condition(page, "Flow_CommissionGiven", "commission_given ==")
+    page.click("[data-testid=check]")
+    finding = page.locator("[data-testid=findings] .finding-error button[data-element-id=Flow_CommissionGiven]")
+    finding.wait_for()
+    assert "Fehler" in page.locator("[data-testid=findings]").inner_text()
+    page.click("[data-element-id=Task_ClarifyMandate]")
+    finding.click()
+    assert page.locator(".djs-element.selected[data-element-id=Flow_CommissionGiven]").count() == 1
+
+    # fixed, checked again, published as version 2
+    _set_condition(page, "Flow_CommissionGiven", "commission_given == True")
+    page.click("[data-testid=check]")
+    page.wait_for_selector("[data-testid=status][data-kind=success]")
+    assert page.locator("[data-testid=findings] .finding-error").count() == 0
+    page.click("[data-testid=deploy]")
+    page.wait_for_url(f"{server}/modeller/procedures/consultation")
+    assert page.locator("[data-testid=versions] tr[data-version='2']").count() == 1
+    assert page.locator("[data-testid=running-1]").inner_text() == "1"
+
+    with network.transaction() as s:
+        assert s.get(ProcessInstance, older.id).definition.version == 1  # the older case stays on version 1
+        old_xml, new_xml = (version_xml(s, get_version(s, "consultation", v)) for v in (1, 2))
+    changed = {e.id: {c.what: c.new for c in e.changes} for e in diff_models(old_xml, new_xml).changed}
+    assert changed["Task_FirstContactReminder"] == {
+        "attribute camunda:candidateGroups": "${responsible_unit}:lead,lks:coordinator"}
+    assert "timeDuration(P5D)" in changed["BoundaryEvent_FirstContactOverdue"]["timer"]
+    assert set(changed) == {"Task_FirstContactReminder", "BoundaryEvent_FirstContactOverdue"}
+    newer = start_case(network)  # a counsellor's new case runs on version 2
+    with network.transaction() as s:
+        assert s.get(ProcessInstance, newer.id).definition.version == 2
+    # the older case continues on version 1
+    with network.transaction() as s:
+        task = s.scalars(select(Task).where(Task.instance_id == older.id, Task.state == "open")).one()
+        network.runtime(s).complete(task.id, user=COUNSELLOR, data=REQUEST)
+    with network.transaction() as s:
+        instance = s.get(ProcessInstance, older.id)
+        assert instance.definition.version == 1 and "Task_FirstContact" in instance.active_elements
+
+    # the migration dry run lists the older case
+    page.click("[data-testid=migrate-1]")
+    plan = page.locator("[data-testid=migration-plan]")
+    plan.wait_for()
+    assert page.locator(f"tr[data-case='{older.case_number}']").count() == 1
+    assert page.locator(f"tr[data-case='{newer.case_number}']").count() == 0
+    assert csp_violations(page) == []
+
+
+def csp_violations(page) -> list[str]:
+    """What the CSP blocked, except style attributes in bpmn-js's align/distribute menu icons (markup with
+    style="..."): those icons only lose their stroke styling. Scripts, styles sheets, fonts, images: none."""
+    return [p for p in page.problems if p.startswith("CSP ") and not p.startswith("CSP style-src-attr ")]
+
+
+def test_only_coordinators_see_the_modeller(browser, server):
+    page = signed_in(browser, server, COUNSELLOR)
+    assert page.locator("text=Verfahren bearbeiten").count() == 0
+    response = page.goto(f"{server}/modeller/")
+    assert response.status == 404
