@@ -272,8 +272,10 @@ class CaseAttachment(Base):
 
 
 # Inbox sort orders (by priority, by creation) read an index, as the due-date order does.
-Index("ix_tasks_open_priority", Task.state, Task.assignee, Task.priority)
-Index("ix_tasks_open_created", Task.state, Task.assignee, Task.created_at)
+Index("ix_tasks_open_priority", Task.state, Task.assignee, Task.priority, Task.id)
+Index("ix_tasks_open_created", Task.state, Task.assignee, Task.created_at, Task.id)
+Index("ix_tasks_state_priority", Task.state, Task.priority, Task.id)  # the team view
+Index("ix_tasks_state_created", Task.state, Task.created_at, Task.id)
 
 
 # --- modeller: drafts of procedures (migration 0003) ------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from engine.identity import groups_of
@@ -73,7 +73,16 @@ class InboxPage:
 
 
 def _candidate_ids(user: User):
-    return select(TaskCandidate.task_id).where(or_(
+    """Ids of tasks with the user (or one of their groups) as candidate: two index searches."""
+    by_name = select(TaskCandidate.task_id).where(TaskCandidate.kind == "user", TaskCandidate.value == user.username)
+    by_group = select(TaskCandidate.task_id).where(TaskCandidate.kind == "group",
+                                                   TaskCandidate.value.in_(sorted(groups_of(user))))
+    return union_all(by_name, by_group)
+
+
+def _is_candidate(user: User):
+    """The same, as a condition on each task row (an index lookup per row)."""
+    return exists().where(TaskCandidate.task_id == Task.id, or_(
         and_(TaskCandidate.kind == "user", TaskCandidate.value == user.username),
         and_(TaskCandidate.kind == "group", TaskCandidate.value.in_(sorted(groups_of(user))))))
 
@@ -83,11 +92,46 @@ def _not_excluded(user: User):
                            TaskCandidate.value == user.username)
 
 
-def _base(user: User, view: str):
+def _base(user: User, view: str, *, many: bool = False, check: bool = True):
+    """Open tasks of a view. For the team view, `many` checks each task read in sort order (fast when
+    most open tasks are the user's); otherwise the user's candidate entries drive the query (fast when
+    they are few). `many_candidates()` tells which is the case. `check=False` leaves the candidate check
+    to the caller (`_scan`)."""
     if view == "mine":
         return select(Task).where(Task.state == "open", Task.assignee == user.username, _not_excluded(user))
-    return select(Task).where(Task.state == "open", Task.assignee.is_(None), Task.id.in_(_candidate_ids(user)),
-                              _not_excluded(user))
+    query = select(Task).where(Task.state == "open", Task.assignee.is_(None))
+    if not check:
+        return query
+    mine = _is_candidate(user) if many else Task.id.in_(_candidate_ids(user))
+    return query.where(mine, _not_excluded(user))
+
+
+def _keep(session: Session, user: User, tasks: list[Task]) -> list[Task]:
+    """The tasks of a batch that the user is a candidate for and not excluded from (two small queries)."""
+    ids = [t.id for t in tasks]
+    if not ids:
+        return []
+    rows = session.execute(select(TaskCandidate.task_id, TaskCandidate.kind).where(
+        TaskCandidate.task_id.in_(ids), or_(
+            and_(TaskCandidate.kind.in_(("user", "not")), TaskCandidate.value == user.username),
+            and_(TaskCandidate.kind == "group", TaskCandidate.value.in_(sorted(groups_of(user))))))).all()
+    excluded = {task_id for task_id, kind in rows if kind == "not"}
+    allowed = {task_id for task_id, kind in rows if kind != "not"} - excluded
+    return [t for t in tasks if t.id in allowed]
+
+
+def _scan(session: Session, read, keep, limit: int, batch: int = 200) -> list[Task]:
+    """Read rows in sort order batch by batch (`read(cursor_row, n)`) and keep what `keep` keeps, until
+    `limit` rows are kept: a nested loop that both databases run along an index."""
+    found: list[Task] = []
+    last = None
+    while len(found) < limit:
+        rows = read(last, batch)
+        found += keep(rows)
+        if len(rows) < batch:
+            break
+        last = rows[-1]
+    return found[:limit]
 
 
 def _filtered(query, f: InboxFilter, now: datetime, soon_days: int):
@@ -108,26 +152,35 @@ def _filtered(query, f: InboxFilter, now: datetime, soon_days: int):
     return query
 
 
-def _ordered(query, sort: str):
+def _after(query, sort: str, cursor: list | None):
+    """Rows after the cursor in the sort order (keyset), and the ordering; due dates: see `_due_page`."""
+    value, last_id = cursor if cursor is not None else (None, None)
     if sort == "priority":
-        return query.order_by(Task.priority.desc(), Task.id)
-    if sort == "created":
-        return query.order_by(Task.created_at.desc(), Task.id)
-    return query.order_by(Task.due_at.is_(None), Task.due_at, Task.id)
-
-
-def _after(query, sort: str, cursor: list):
-    """Rows after the cursor in the sort order (keyset)."""
-    value, last_id = cursor
-    if sort == "priority":
-        return query.where(or_(Task.priority < value, and_(Task.priority == value, Task.id > last_id)))
-    if sort == "created":
+        if cursor is not None:
+            query = query.where(tuple_(Task.priority, Task.id) < tuple_(value, last_id))
+        return query.order_by(Task.priority.desc(), Task.id.desc())
+    if cursor is not None:
         at = datetime.fromisoformat(value)
-        return query.where(or_(Task.created_at < at, and_(Task.created_at == at, Task.id > last_id)))
-    if value is None:
-        return query.where(Task.due_at.is_(None), Task.id > last_id)
-    at = datetime.fromisoformat(value)
-    return query.where(or_(Task.due_at.is_(None), Task.due_at > at, and_(Task.due_at == at, Task.id > last_id)))
+        query = query.where(tuple_(Task.created_at, Task.id) < tuple_(at, last_id))
+    return query.order_by(Task.created_at.desc(), Task.id.desc())
+
+
+def _due_page(session: Session, query, cursor: list | None, limit: int) -> list[Task]:
+    """By due date, tasks without one last: two index-ordered reads instead of one sort of everything."""
+    tasks: list[Task] = []
+    if cursor is None or cursor[0] is not None:
+        dated = query.where(Task.due_at.is_not(None))
+        if cursor is not None:
+            at = datetime.fromisoformat(cursor[0])
+            dated = dated.where(tuple_(Task.due_at, Task.id) > tuple_(at, cursor[1]))
+        tasks = list(session.scalars(dated.order_by(Task.due_at, Task.id).limit(limit)))
+        cursor = None
+    if len(tasks) < limit:
+        undated = query.where(Task.due_at.is_(None))
+        if cursor is not None:
+            undated = undated.where(Task.id > cursor[1])
+        tasks += session.scalars(undated.order_by(Task.id).limit(limit - len(tasks)))
+    return tasks
 
 
 def _cursor(task: Task, sort: str) -> str:
@@ -140,33 +193,60 @@ def _cursor(task: Task, sort: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([value, task.id]).encode()).decode().rstrip("=")
 
 
-def decode_cursor(text: str | None) -> list | None:
+def decode_cursor(text: str | None, sort: str = "due") -> list | None:
     if not text:
         return None
     try:
         value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        ok = isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)
-        if ok and (value[0] is None or isinstance(value[0], int | str)):
-            if isinstance(value[0], str):
-                datetime.fromisoformat(value[0])
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)):
+            return None
+        if sort == "priority":
+            return value if isinstance(value[0], int) and not isinstance(value[0], bool) else None
+        if value[0] is None and sort == "due":
+            return value
+        if isinstance(value[0], str):
+            datetime.fromisoformat(value[0])
             return value
     except (ValueError, TypeError):
         return None
     return None
 
 
-def count(session: Session, user: User, f: InboxFilter, view: str, *, now: datetime, soon_days: int = 2) -> int:
-    limited = _filtered(_base(user, view), f, now, soon_days).with_only_columns(Task.id).limit(COUNT_CAP + 1)
+def many_candidates(session: Session, user: User) -> bool:
+    """Whether the user is candidate of more than COUNT_CAP tasks (open or not): an index-only count that
+    picks how the team view is read (see `_base`)."""
+    limited = _candidate_ids(user).limit(COUNT_CAP + 1).subquery()
+    return (session.scalar(select(func.count()).select_from(limited)) or 0) > COUNT_CAP
+
+
+def count(session: Session, user: User, f: InboxFilter, view: str, *, now: datetime, soon_days: int = 2,
+          many: bool | None = None) -> int:
+    """How many open tasks the view has, counted up to COUNT_CAP + 1."""
+    many = many_candidates(session, user) if many is None and view == "team" else bool(many)
+    limited = (_filtered(_base(user, view, many=many), f, now, soon_days).with_only_columns(Task.id)
+               .limit(COUNT_CAP + 1))
     return session.scalar(select(func.count()).select_from(limited.subquery())) or 0
+
+
+def _row_cursor(task: Task, sort: str) -> list:
+    return decode_cursor(_cursor(task, sort), sort)
 
 
 def inbox(session: Session, user: User, f: InboxFilter, *, now: datetime, after: str | None = None,
           size: int = 25, soon_days: int = 2) -> InboxPage:
-    query = _ordered(_filtered(_base(user, f.view), f, now, soon_days), f.sort)
-    cursor = decode_cursor(after)
-    if cursor is not None:
-        query = _after(query, f.sort, cursor)
-    tasks = list(session.scalars(query.limit(size + 1)))
+    many = many_candidates(session, user)
+    counts = {view: count(session, user, f, view, now=now, soon_days=soon_days, many=many) for view in VIEWS}
+    cursor = decode_cursor(after, f.sort)
+    scan = many and f.view == "team"
+    query = _filtered(_base(user, f.view, many=many, check=not scan), f, now, soon_days)
+
+    def read(last: Task | None, n: int) -> list[Task]:
+        position = cursor if last is None else _row_cursor(last, f.sort)
+        if f.sort == "due":
+            return _due_page(session, query, position, n)
+        return list(session.scalars(_after(query, f.sort, position).limit(n)))
+
+    tasks = _scan(session, read, lambda rows: _keep(session, user, rows), size + 1) if scan else read(None, size + 1)
     more = len(tasks) > size
     tasks = tasks[:size]
     ids = {t.instance_id for t in tasks}
@@ -177,7 +257,6 @@ def inbox(session: Session, user: User, f: InboxFilter, *, now: datetime, after:
     rows = [InboxRow(t, numbers.get(t.instance_id, ""), names.get(t.process_key, t.process_key),
                      overdue=bool(t.due_at and t.due_at < now), due_soon=bool(t.due_at and now <= t.due_at < soon))
             for t in tasks]
-    counts = {view: count(session, user, f, view, now=now, soon_days=soon_days) for view in VIEWS}
     return InboxPage(rows, counts, _cursor(tasks[-1], f.sort) if more else None,
                      {v for v, n in counts.items() if n > COUNT_CAP})
 

@@ -18,8 +18,11 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table('tasks', schema=None) as batch_op:
-        batch_op.create_index('ix_tasks_open_priority', ['state', 'assignee', 'priority'], unique=False)
-        batch_op.create_index('ix_tasks_open_created', ['state', 'assignee', 'created_at'], unique=False)
+        batch_op.create_index('ix_tasks_open_priority', ['state', 'assignee', 'priority', 'id'], unique=False)
+        batch_op.create_index('ix_tasks_open_created', ['state', 'assignee', 'created_at', 'id'], unique=False)
+        # the team view (assignee IS NULL does not order an index scan on PostgreSQL)
+        batch_op.create_index('ix_tasks_state_priority', ['state', 'priority', 'id'], unique=False)
+        batch_op.create_index('ix_tasks_state_created', ['state', 'created_at', 'id'], unique=False)
 
     op.create_table('saved_filters',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -76,4 +79,6 @@ def downgrade() -> None:
     op.drop_table('saved_filters')
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index('ix_tasks_open_created')
+        batch_op.drop_index('ix_tasks_state_priority')
+        batch_op.drop_index('ix_tasks_state_created')
         batch_op.drop_index('ix_tasks_open_priority')
