@@ -206,3 +206,38 @@ def test_only_coordinators_see_the_modeller(browser, server):
     assert page.locator("text=Verfahren bearbeiten").count() == 0
     response = page.goto(f"{server}/modeller/")
     assert response.status == 404
+
+
+def test_the_diff_view_marks_changes_and_the_form_editor_saves_into_the_draft(browser, server, network):
+    from engine import drafts
+
+    with network.transaction() as s:
+        draft = drafts.new_draft(s, user=COORDINATOR, now=network.clock.now(), key="consultation")
+        xml = draft.bpmn.replace('name="Auftrag klären"', 'name="Auftrag gemeinsam klären"')
+        drafts.save_draft(s, draft.id, bpmn=xml, revision=1, user=COORDINATOR, now=network.clock.now())
+        drafts.deploy_draft(s, draft.id, user=COORDINATOR, now=network.clock.now())
+        form_draft = drafts.new_draft(s, user=COORDINATOR, now=network.clock.now(), key="consultation").id
+    page = signed_in(browser, server, COORDINATOR)
+    page.goto(f"{server}/modeller/procedures/consultation/diff?from=1&to=2")
+    page.wait_for_selector("[data-diff][data-ready=true]")
+    assert page.locator("[data-diff-new] .djs-element.diff-changed[data-element-id=Task_ClarifyMandate]").count() == 1
+    assert page.locator("[data-diff-old] .djs-element.diff-changed[data-element-id=Task_ClarifyMandate]").count() == 1
+
+    page.goto(f"{server}/modeller/drafts/{form_draft}/forms/mandate")
+    page.wait_for_selector("[data-form-editor][data-ready=true]")
+    page.evaluate("""() => {
+        const editor = window.fallwerkFormEditor;
+        const schema = editor.saveSchema();
+        schema.components.find((c) => c.key && c.label).label = 'Auftrag (geändert im Browser)';
+        return editor.importSchema(schema);
+    }""")
+    page.click("[data-testid=form-save]")
+    page.wait_for_selector("[data-testid=status][data-kind]")
+    assert page.locator("[data-testid=status]").get_attribute("data-kind") == "success", page.locator(
+        "[data-testid=status]").inner_text()
+    with network.transaction() as s:
+        saved = drafts.draft_files(drafts.get_draft(s, form_draft))["mandate.form"]
+    assert "Auftrag (geändert im Browser)" in saved
+    page.goto(f"{server}/modeller/drafts/{form_draft}/forms/mandate/preview")
+    assert "Auftrag (geändert im Browser)" in page.content()
+    assert csp_violations(page) == []

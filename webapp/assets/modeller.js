@@ -307,7 +307,7 @@ class Page {
       } else {
         target = document.createElement("span");
       }
-      target.textContent = finding.element_name || finding.element_id;
+      target.textContent = finding.element_name ? `${finding.element_name} (${finding.element_id})` : finding.element_id;
       const message = document.createElement("span");
       message.textContent = ` – ${finding.message}` + (finding.file ? ` (${finding.file})` : "");
       item.append(label, target, message);
