@@ -198,3 +198,18 @@ def test_an_escalation_needs_kind_and_reason(client, case):
     response = client.post(f"/cases/{case.id}/escalate", data={})
     assert response.status_code == 422
     assert "Bitte wählen Sie die Art der Unterstützung." in response.get_data(as_text=True)
+
+
+def test_reading_a_case_with_personal_data_is_audited_but_not_listed(client, web, case):
+    from sqlalchemy import select
+
+    from engine.models import AuditEvent
+
+    page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    login(client, "sven")
+    client.get(f"/cases/{case.id}")
+    with web.transaction() as s:
+        readers = s.scalars(select(AuditEvent.actor).where(AuditEvent.instance_id == case.id,
+                                                           AuditEvent.action == "read")).all()
+    assert readers == ["alice"]
+    assert ">read<" not in page

@@ -125,7 +125,7 @@ def history(session: Session, instance: ProcessInstance, names: dict[str, str]) 
     entries = []
     for event in session.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance.id)
                                  .order_by(AuditEvent.id)):
-        if event.action == "run":
+        if event.action in ("run", "read"):
             continue
         detail = ""
         if event.action == "assign" and event.detail:

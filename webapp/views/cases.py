@@ -58,7 +58,14 @@ def _page(instance, *, status: int = 200, comment_form=None, attachment_form=Non
 @bp.route("/<int:case_id>")
 @login_required
 def show(case_id: int):
-    return _page(_load(case_id))
+    instance = _load(case_id)
+    if policy.can(me(), Permission.CASE_READ_PERSONAL, instance):
+        from engine import audit
+
+        # who read a case's personal data is part of the audit trail (not shown in its history)
+        audit.record(database.session(), at=database.clock().now(), actor=me().username, action="read",
+                     instance_id=instance.id)
+    return _page(instance)
 
 
 @bp.route("/<int:case_id>/diagram.bpmn")
