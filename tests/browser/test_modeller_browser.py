@@ -113,7 +113,7 @@ def _select(page, element_id: str):
 
 def _set_condition(page, flow_id: str, expression: str):
     _select(page, flow_id)
-    _panel_group(page, "Condition")
+    _panel_group(page, "Bedingung")
     field = page.locator("#bio-properties-panel-conditionExpression")
     field.fill(expression)
     field.press("Tab")
@@ -131,7 +131,7 @@ def test_a_coordinator_changes_checks_fixes_and_publishes_the_consultation_and_m
 
     # a task's candidate group, picked in the properties panel (the field offers the real units and roles)
     page.click("[data-element-id=Task_FirstContactReminder]")
-    _panel_group(page, "User assignment")
+    _panel_group(page, "Zuständigkeit")
     groups = page.locator("#bio-properties-panel-candidateGroups")
     assert groups.get_attribute("list") == "fallwerk-candidate-groups"
     assert page.locator("#fallwerk-candidate-groups option[value='lks:coordinator']").count() == 1
@@ -140,7 +140,7 @@ def test_a_coordinator_changes_checks_fixes_and_publishes_the_consultation_and_m
 
     # a timer: the overdue reminder after five days instead of the start data's date
     page.click("[data-element-id=BoundaryEvent_FirstContactOverdue]")
-    _panel_group(page, "Timer")
+    _panel_group(page, "Zeitgeber")
     page.select_option("#bio-properties-panel-timerEventDefinitionType", "timeDuration")
     timer = page.locator("#bio-properties-panel-timerEventDefinitionValue")
     timer.fill("P5D")

@@ -9,6 +9,7 @@ import {
 } from "bpmn-js-properties-panel";
 import CamundaBehaviorsModule from "camunda-bpmn-js-behaviors/lib/camunda-platform";
 import camundaModdle from "camunda-bpmn-moddle/resources/camunda.json";
+import { GermanTranslateModule } from "./modeller-de.js";
 import "./modeller.css";
 
 // Before saving, bpmn-js rebuilds each drawn plane's list of shapes and edges from what it has drawn
@@ -49,6 +50,7 @@ export function create(container, panel) {
       CamundaPlatformPropertiesProviderModule,
       CamundaBehaviorsModule,
       KeepUndrawnDiModule,
+      GermanTranslateModule,
     ];
   }
   return new BpmnModeler(options);
