@@ -82,9 +82,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     templating.init_app(app)
 
     from .views import auth as auth_views
-    from .views import cases, inbox, modeller, start, tasks
+    from .views import cases, inbox, modeller, monitor, start, tasks
 
-    for blueprint in (auth_views.bp, inbox.bp, tasks.bp, cases.bp, start.bp, modeller.bp):
+    for blueprint in (auth_views.bp, inbox.bp, tasks.bp, cases.bp, start.bp, modeller.bp, monitor.bp):
         app.register_blueprint(blueprint)
     return app
 

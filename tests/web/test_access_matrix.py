@@ -38,6 +38,7 @@ TASK = {"alice": (T, F, F), "otto": (F, T, F), "lena": (T, F, F), "carla": (F, F
 #: may cancel: a lead of the unit, or the person who started the case (otto started the foreign one)
 CANCEL = {"lena": (T, F, T), "otto": (F, T, F)}
 STAFF = {"alice", "otto", "lena", "carla"}
+MONITOR = {"lena", "carla", "sven"}  # monitor:read; figures:read adds the ministry (mira)
 
 
 @dataclass
@@ -104,6 +105,10 @@ def _personal(role, case):
 
 def _coordinator(role, status):
     return status if role == "carla" else 404
+
+
+def _monitor(role, status):
+    return status if role in MONITOR else 404
 
 
 def _seen(role, case, status=200):
@@ -192,6 +197,25 @@ MATRIX = {
                                   lambda r, c: _coordinator(r, 200)),
     ("modeller.discard", "POST"): ("global", lambda w, c: f"/modeller/drafts/{w.draft}/discard", {},
                                    lambda r, c: _coordinator(r, 303)),
+    # the monitor: supervisors outside ministries, leads and coordinators; the figures for ministries too
+    ("monitor.index", "GET"): ("global", lambda w, c: "/monitor/", None, lambda r, c: _monitor(r, 200)),
+    ("monitor.export_csv", "GET"): ("global", lambda w, c: "/monitor/export.csv", None, lambda r, c: _monitor(r, 200)),
+    ("monitor.export_xlsx", "GET"): ("global", lambda w, c: "/monitor/export.xlsx", None,
+                                     lambda r, c: _monitor(r, 200)),
+    ("monitor.case", "GET"): ("case", lambda w, c: f"/monitor/cases/{w.cases[c]}", None,
+                              lambda r, c: _monitor(r, _seen(r, c))),
+    ("monitor.retry", "POST"): ("case", lambda w, c: f"/monitor/cases/{w.cases[c]}/retry", {},
+                                lambda r, c: 303 if r == "carla" and _level(r, c) != "none" else 404),
+    ("monitor.procedures", "GET"): ("global", lambda w, c: "/monitor/procedures", None, lambda r, c: _monitor(r, 200)),
+    ("monitor.procedure", "GET"): ("global", lambda w, c: "/monitor/procedures/casework/1", None,
+                                   lambda r, c: _monitor(r, 200)),
+    ("monitor.procedure_diagram", "GET"): ("global", lambda w, c: "/monitor/procedures/casework/1/diagram.bpmn", None,
+                                           lambda r, c: _monitor(r, 200)),
+    ("monitor.overdue_work", "GET"): ("global", lambda w, c: "/monitor/overdue", None, lambda r, c: _monitor(r, 200)),
+    ("monitor.figures_page", "GET"): ("global", lambda w, c: "/monitor/figures", None,
+                                      lambda r, c: 200 if r in MONITOR | {"mira"} else 404),
+    ("monitor.figures_csv", "GET"): ("global", lambda w, c: "/monitor/figures.csv", None,
+                                     lambda r, c: 200 if r in MONITOR | {"mira"} else 404),
 }
 #: mutating requests run after the reading ones (claim before release before hand over)
 ORDER = sorted(MATRIX, key=lambda k: (k[1] == "POST", k[0] in ("auth.logout",),
@@ -218,7 +242,7 @@ def test_access_matrix(app, web, role):
                 login(client, role)
             target = url(world, case)
             response = client.open(target, method=method, data=data)
-            body = response.get_data(as_text=True)
+            body = response.get_data().decode("utf-8", "replace")  # exports may be binary (XLSX)
             response.close()
             want = expected(role, case)
             if role is None and kind != "public":
