@@ -1,5 +1,6 @@
 // Bundles the browser code with esbuild: webapp/static/js/diagram.js -> webapp/static/dist/diagram.{js,css};
-// the modeller's webapp/assets/modeller*.js -> webapp/static/dist/modeller*.{js,css}.
+// the modeller's webapp/assets/modeller*.js -> webapp/static/dist/modeller*.{js,css}; the monitor's
+// webapp/assets/monitor.js -> webapp/static/dist/monitor.js.
 // `npm ci && npm run build`. The output is not committed (.gitignore); nothing is loaded from a CDN.
 import { build } from "esbuild";
 import { mkdir } from "node:fs/promises";
@@ -49,5 +50,18 @@ await build({
   outdir: out,
   legalComments: "linked",
   loader: { ".woff": "file", ".woff2": "file", ".eot": "file", ".ttf": "file", ".svg": "dataurl" },
+  logLevel: "info",
+});
+
+// the monitor's diagrams (webapp/assets/monitor.js): markers and overlays on the viewer; its CSS is diagram.css
+// above plus the static webapp/static/css/monitor.css
+await build({
+  entryPoints: { monitor: join(root, "webapp", "assets", "monitor.js") },
+  bundle: true,
+  minify: true,
+  format: "iife",
+  target: ["es2020"],
+  outdir: out,
+  legalComments: "linked",
   logLevel: "info",
 });
