@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from engine import drafts, versions
+from engine.check import check_sources
 from engine.deploy import deploy
-from engine.errors import Conflict, ModelError
+from engine.errors import Conflict, FallwerkError, ModelError
 from engine.models import AuditEvent, ProcessInstance, Task
 from tests.modelkit import definitions, flow, user_task
 
@@ -309,3 +310,26 @@ def test_the_diff_ignores_the_diagram_and_generated_ids_of_owned_elements():
     removed = versions.diff_models(procedure(extra_task=True), procedure())
     assert {e.id for e in removed.removed} == {"review", "f4"}
     assert removed.to_dict()["removed"][0].keys() == {"id", "type", "name", "changes"}
+
+
+# --- decision tables ----------------------------------------------------------------------------------
+def test_a_decision_table_is_read_as_rows_and_written_back_keeping_the_rest_of_the_file():
+    from pathlib import Path
+
+    from engine import decisions
+
+    original = (Path(__file__).resolve().parent.parent / "processes" / "routing.dmn").read_text(encoding="utf-8")
+    table = decisions.read_table(original)
+    assert (table.decision_id, table.hit_policy) == ("responsible_unit", "FIRST")
+    assert [c.expression for c in table.inputs] == ["primary_topic", "territory"]
+    assert table.rules[0].inputs == ['"gewalt"', ""] and table.rules[0].outputs == ['"opferberatung"']
+    table.rules[0].outputs = ['"lks"']
+    table.rules.append(decisions.Rule("", ['"schule"', ""], ['"rz-westmecklenburg"'], "neu"))
+    written = decisions.write_table(original, table)
+    again = decisions.read_table(written)
+    assert again.rules[0].outputs == ['"lks"'] and again.rules[-1].description == "neu" and again.rules[-1].id
+    assert len(again.rules) == len(table.rules) and "<documentation>" in written and 'name="Zuständigkeit"' in written
+    assert check_sources({"routing.dmn": written.encode()}).ok
+    with pytest.raises(FallwerkError, match="input and 1 output cells"):
+        decisions.write_table(original, decisions.DecisionTable("responsible_unit", "", "FIRST", rules=[
+            decisions.Rule("", ["x"], ['"a"'])]))
