@@ -23,7 +23,8 @@ from engine.migrate import upgrade
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 PG_ENV = "FALLWERK_TEST_POSTGRES_URL"
-PG_DATABASE = "fallwerk_test"
+# one database per test run, so that runs in parallel (several terminals, CI) never share one
+PG_DATABASE = f"fallwerk_test_{os.getpid()}"
 
 
 def postgres_admin_url() -> str | None:
@@ -45,7 +46,7 @@ def sqlite_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
+def postgres_url():
     admin = postgres_admin_url()
     if admin is None:
         pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)")
@@ -58,7 +59,11 @@ def postgres_url() -> str:
     engine = dbmod.make_engine(url)
     upgrade(engine)
     engine.dispose()
-    return url
+    yield url
+    admin_engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
+    admin_engine.dispose()
 
 
 class Database:
