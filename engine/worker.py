@@ -19,6 +19,7 @@ attempt the timer is left `failed` with the instance's incident until someone ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -27,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .clock import Clock
@@ -100,32 +101,40 @@ def fire_instance(session: Session, instance_id: int, clock: Clock) -> list[Firi
         log.warning("dropped timers of an ended instance", extra={"instance": instance_id, "status": instance.status})
         return []
     firings: list[Firing] = []
-    tried: set[int] = set()
+    due = list(session.scalars(select(Timer).where(Timer.instance_id == instance_id, *_due(now))
+                               .order_by(Timer.due_at, Timer.id)))
     for _ in range(MAX_ROUNDS):
-        due = [t for t in session.scalars(select(Timer).where(Timer.instance_id == instance_id, *_due(now))
-                                          .order_by(Timer.due_at, Timer.id))
-               if t.id not in tried]
         if not due:
             break
-        tried.update(t.id for t in due)
-        last_incident = session.scalar(select(func.max(Incident.id)).where(Incident.instance_id == instance_id))
-        last_timer = session.scalar(select(func.max(Timer.id)).where(Timer.instance_id == instance_id)) or 0
-        Runtime(session, clock=clock).fire_timers(instance_id, actor=WORKER)
-        incident = session.scalar(
-            select(Incident).where(Incident.instance_id == instance_id, Incident.id > (last_incident or 0))
-            .order_by(Incident.id.desc()).limit(1))
+        with _added(session) as added:  # what the run adds, without asking the database again
+            Runtime(session, clock=clock).fire_timers(instance_id, actor=WORKER)
+        incident = max((o for o in added if isinstance(o, Incident)), key=lambda i: i.id, default=None)
+        new_timers = sorted((o for o in added if isinstance(o, Timer) and o in session), key=lambda t: t.due_at)
         for timer in due:
             firings.append(_outcome(session, timer, now, failed=incident is not None))
         # a cycle that fell due more than once fired that often in one run: the mirror added rows for it
-        for timer in session.scalars(select(Timer).where(Timer.instance_id == instance_id, Timer.id > last_timer,
-                                                         Timer.state == "fired").order_by(Timer.due_at)):
-            firings.append(_outcome(session, timer, now, failed=False))
+        firings += [_outcome(session, t, now, failed=False) for t in new_timers if t.state == "fired"]
         if incident is not None:
             _supersede(session, incident, now)
             break
-        if not any(f.outcome == "fired" for f in firings[-len(due):]):
+        if not any(f.outcome == "fired" for f in firings):
             break  # nothing moved: do not spin
+        due = [t for t in new_timers if t.state == "waiting" and t.due_at < now]  # a cycle's next instant
     return firings
+
+
+@contextlib.contextmanager
+def _added(session: Session):
+    added: list = []
+
+    def collect(_session, obj) -> None:
+        added.append(obj)
+
+    event.listen(session, "after_attach", collect)
+    try:
+        yield added
+    finally:
+        event.remove(session, "after_attach", collect)
 
 
 def _outcome(session: Session, timer: Timer, now: datetime, *, failed: bool) -> Firing:

@@ -6,9 +6,17 @@ in the audit trail, as a "timer" run of the instance).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
 from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine.deploy import deploy
 from engine.models import AuditEvent, ProcessInstance, Task, Timer
@@ -206,3 +214,104 @@ def audit_actions(db, instance_id: int, action: str | None = None) -> list[Audit
         if action is not None:
             query = query.where(AuditEvent.action == action)
         return list(s.scalars(query))
+
+
+def slow_after_timer(pid: str = "slow", value: str = "PT1H", loops: int = 0) -> bytes:
+    """A timer, then a script task that counts to `loops` (to make a firing take a while), then `after`."""
+    script = f"n = 0\nfor i in range({loops}):\n    n = n + 1"
+    return failing_after_timer(pid, value=value, script=script)
+
+
+# --- worker processes ----------------------------------------------------------------------------------
+FALLWERK = Path(sys.executable).with_name("fallwerk")
+
+
+def seed(db, key: str, n: int, *, per_transaction: int = 50, user: str = "alice", **data) -> list[int]:
+    """Start `n` instances, `per_transaction` in each transaction."""
+    ids: list[int] = []
+    while len(ids) < n:
+        with db.transaction() as s:
+            runtime = db.runtime(s)
+            ids += [runtime.start(key, user=user, data=data).id for _ in range(min(per_transaction, n - len(ids)))]
+    return ids
+
+
+class WorkerProcess:
+    """`fallwerk worker` in a process of its own, against the database at `url`, logging to a file."""
+
+    def __init__(self, url: str, log: Path, *args: str):
+        self.log_path = log
+        env = {**os.environ, "FALLWERK_DATABASE_URL": url, "FALLWERK_LOG_LEVEL": "INFO"}
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen([str(FALLWERK), "worker", *args], env=env, stdout=out,
+                                            stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def fired(self) -> list[int]:
+        """Instances this worker logged a firing for."""
+        return [int(m) for m in re.findall(r"timer fired instance=(\d+) ", self.log())]
+
+    def signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float = 10) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def fired_count(db, ids: list[int]) -> int:
+    """Timers of `ids` fired so far (on SQLite read without taking the write lock a worker is busy with)."""
+    if db.backend == "sqlite":
+        with contextlib.closing(sqlite3.connect(f"file:{db.engine.url.database}?mode=ro", uri=True)) as conn:
+            marks = ",".join("?" * len(ids))
+            return conn.execute(f"SELECT count(*) FROM timers WHERE state = 'fired' AND instance_id IN ({marks})",
+                                ids).fetchone()[0]
+    with db.transaction() as s:
+        return s.scalar(select(func.count()).select_from(Timer).where(Timer.instance_id.in_(ids),
+                                                                      Timer.state == "fired"))
+
+
+def check_fired_at_most_once(db, ids: list[int], element: str = "after") -> tuple[set[int], set[int]]:
+    """Every instance either fired its one timer exactly once (one fired row, one "timer" audit event,
+    one `element` task) or not at all (one waiting row, no event, no task): nothing half-saved, nothing
+    twice. Returns (fired, waiting) instance ids."""
+    with db.transaction() as s:
+        rows = s.execute(select(Timer.instance_id, Timer.state, func.count()).where(Timer.instance_id.in_(ids))
+                         .group_by(Timer.instance_id, Timer.state)).all()
+        events = dict(s.execute(select(AuditEvent.instance_id, func.count()).where(
+            AuditEvent.instance_id.in_(ids), AuditEvent.action == "timer").group_by(AuditEvent.instance_id)).all())
+        tasks = dict(s.execute(select(Task.instance_id, func.count()).where(
+            Task.instance_id.in_(ids), Task.element_id == element).group_by(Task.instance_id)).all())
+        active = dict(s.execute(select(ProcessInstance.id, ProcessInstance.active_elements)
+                                  .where(ProcessInstance.id.in_(ids))).all())
+    timers_by: dict[int, dict[str, int]] = {}
+    for instance_id, state, count in rows:
+        timers_by.setdefault(instance_id, {})[state] = count
+    fired, pending = set(), set()
+    for instance_id in ids:
+        states = timers_by.get(instance_id)
+        if states == {"fired": 1}:
+            assert (events.get(instance_id), tasks.get(instance_id)) == (1, 1), instance_id
+            assert element in active[instance_id].split(","), instance_id
+            fired.add(instance_id)
+        else:
+            assert states == {"waiting": 1}, (instance_id, states)
+            assert (events.get(instance_id), tasks.get(instance_id)) == (None, None), instance_id
+            pending.add(instance_id)
+    return fired, pending
