@@ -12,7 +12,7 @@ import pytest
 from SpiffWorkflow.task import TaskState
 
 from engine import worker
-from engine.errors import FallwerkError
+from engine.errors import FallwerkError, StaleTask
 from engine.mirror import TIMER_VALUES, waiting_timer
 from engine.models import ProcessInstance
 from tests import modelkit
@@ -232,3 +232,54 @@ def test_state_written_by_the_stock_gateway_implementation_is_read_as_the_first_
     task.internal_data.pop(TIMER_VALUES)
     task.internal_data["event_value"] = (T0 + timedelta(days=3)).isoformat()
     assert waiting_timer(task) == (T0 + timedelta(days=3), "a")
+
+
+# --- a form submitted after its deadline ---------------------------------------------------------------
+def _complete(db, task_id, user="alice", **data):
+    with db.transaction() as s:
+        return db.runtime(s).complete(task_id, user=user, data=data)
+
+
+def test_a_form_submitted_after_its_interrupting_deadline_is_refused_as_withdrawn(org):
+    wk.deploy_models(org, deadline=modelkit.boundary_timer(duration="P2D"))
+    iid = wk.start(org, "deadline")
+    (work,) = wk.open_tasks(org, iid)
+    _at(org, days=2, minutes=1)  # due, and the worker has not come round yet
+    with pytest.raises(StaleTask, match="withdrawn"):
+        _complete(org, work.id)
+    assert wk.audit_actions(org, iid, "complete") == []  # nothing of the submission was kept
+    _fire(org, days=2, minutes=2)
+    assert wk.open_elements(org, iid) == ["remind"]
+    with pytest.raises(StaleTask, match="withdrawn"):
+        _complete(org, work.id)
+
+
+def test_a_form_submitted_just_before_its_deadline_is_accepted_and_the_timer_never_fires(org):
+    wk.deploy_models(org, deadline=modelkit.boundary_timer(duration="P2D"))
+    iid = wk.start(org, "deadline")
+    (work,) = wk.open_tasks(org, iid)
+    _at(org, days=2)  # the very instant: not passed yet
+    assert _complete(org, work.id).status == "completed"
+    assert _fire(org, days=3).fired == 0 and _timer_events(org, iid) == []
+
+
+def test_a_form_submitted_after_a_non_interrupting_deadline_is_accepted_and_the_reminder_fires(org):
+    wk.deploy_models(org, nonint=modelkit.boundary_timer("nonint", duration="P2D", interrupting=False))
+    iid = wk.start(org, "nonint")
+    (work,) = wk.open_tasks(org, iid)
+    _at(org, days=2, minutes=1)
+    _complete(org, work.id)
+    assert wk.open_elements(org, iid) == ["remind"]  # the reminder the deadline owed, and the work is done
+    assert [t.state for t in wk.timers(org, iid, state=None)] == ["fired"]
+    assert [e.action for e in wk.audit_actions(org, iid)][-2:] == ["complete", "timer"]
+    assert _fire(org, days=3).fired == 0
+
+
+def test_a_form_inside_a_subprocess_whose_deadline_passed_is_refused_as_withdrawn(org):
+    wk.deploy_models(org, nested=wk.in_subprocess(inner="P1D", outer="P5D"))
+    iid = wk.start(org, "nested")
+    _fire(org, days=1, minutes=1)
+    (task,) = wk.open_tasks(org, iid)
+    _at(org, days=5, minutes=1)
+    with pytest.raises(StaleTask, match="withdrawn"):
+        _complete(org, task.id)
