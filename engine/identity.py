@@ -15,7 +15,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from .errors import FallwerkError, NotFound
 from .models import Membership, Territory, Unit, User
@@ -51,7 +51,9 @@ def roles_of(user: User) -> set[str]:
 
 
 def get_user(session: Session, username: str) -> User:
-    user = session.scalar(select(User).where(User.username == username))
+    user = session.scalars(
+        select(User).where(User.username == username).options(joinedload(User.memberships))
+    ).unique().first()
     if user is None:
         raise NotFound(f"Unknown user '{username}'")
     return user

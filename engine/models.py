@@ -103,8 +103,9 @@ class ProcessDefinition(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
     source_name: Mapped[str] = mapped_column(String(255))
-    spec_json: Mapped[text]
-    forms_json: Mapped[text]  # {form id: definition} of every form its user tasks reference
+    # large, and needed only when a version is first loaded into the spec cache: not loaded with the row
+    spec_json: Mapped[str] = mapped_column(Text, deferred=True)
+    forms_json: Mapped[str] = mapped_column(Text, deferred=True)  # {form id: definition} its tasks reference
     start_form: Mapped[str | None] = mapped_column(String(255))
     serializer_version: Mapped[str] = mapped_column(String(16))
     deployed_at: Mapped[datetime]

@@ -399,7 +399,8 @@ class Runtime:
         if describe_failures_as_incidents:
             describe = functools.partial(self._describe_or_incident, instance, now=now)
         mirror.sync_tasks(self.session, instance, workflow, now=now, describe=describe)
-        mirror.sync_timers(self.session, instance, workflow, now=now)
+        if self.specs.get(instance.definition).has_timers:
+            mirror.sync_timers(self.session, instance, workflow, now=now)
         reporting_facts.record(self.session, instance, workflow, now=now)  # the figures read these
         self.session.flush()
 

@@ -7,6 +7,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
 from . import serialization
 from .models import ProcessDefinition
 
@@ -18,6 +20,7 @@ class LoadedDefinition:
     subprocess_specs: dict
     forms: dict  # form id -> form-js definition (dict)
     start_defaults: dict
+    has_timers: bool  # False: saves can skip the timer mirror
 
 
 class SpecCache:
@@ -36,12 +39,22 @@ class SpecCache:
                 return hit
         spec, subprocess_specs, defaults = serialization.spec_from_json(definition.spec_json)
         loaded = LoadedDefinition(definition.id, spec, subprocess_specs, json.loads(definition.forms_json or "{}"),
-                                  defaults)
+                                  defaults, _has_timers(spec, subprocess_specs))
         with self._lock:
             self._items[key] = loaded
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
         return loaded
+
+
+def _has_timers(spec, subprocess_specs: dict) -> bool:
+    for process in [spec, *subprocess_specs.values()]:
+        for task_spec in process.task_specs.values():
+            definition = getattr(task_spec, "event_definition", None)
+            inner = getattr(definition, "event_definitions", None) or [definition]
+            if any(isinstance(d, TimerEventDefinition) for d in inner):
+                return True
+    return False
 
 
 DEFAULT_CACHE = SpecCache()
