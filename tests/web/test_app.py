@@ -156,3 +156,9 @@ def test_every_message_has_an_english_translation():
 def test_the_engine_never_imports_flask(module):
     source = (ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
     assert "flask" not in source.lower().replace("no flask here", "")
+
+
+def test_an_error_page_names_the_request_id_for_enquiries(client, web):
+    login(client, "alice")
+    page = client.get("/gibt-es-nicht", headers={"X-Request-ID": "req-404"}).get_data(as_text=True)
+    assert 'data-testid="request-id">req-404<' in page
