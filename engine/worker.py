@@ -31,6 +31,7 @@ from datetime import datetime
 from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import mirror
 from .clock import Clock
 from .db import transaction
 from .mirror import retry_delay
@@ -109,6 +110,8 @@ def fire_instance(session: Session, instance_id: int, clock: Clock) -> list[Firi
         with _added(session) as added:  # what the run adds, without asking the database again
             Runtime(session, clock=clock).fire_timers(instance_id, actor=WORKER)
         incident = max((o for o in added if isinstance(o, Incident)), key=lambda i: i.id, default=None)
+        if incident is None and any(t.state == "waiting" and t in session for t in due):
+            _reconcile(session, instance, clock)  # due but not fired: is the mirror stale?
         new_timers = sorted((o for o in added if isinstance(o, Timer) and o in session), key=lambda t: t.due_at)
         for timer in due:
             firings.append(_outcome(session, timer, now, failed=incident is not None))
@@ -121,6 +124,14 @@ def fire_instance(session: Session, instance_id: int, clock: Clock) -> list[Firi
             break  # nothing moved: do not spin
         due = [t for t in new_timers if t.state == "waiting" and t.due_at < now]  # a cycle's next instant
     return firings
+
+
+def _reconcile(session: Session, instance: ProcessInstance, clock: Clock) -> None:
+    """Mirror the instance's timers again from its state: a row left from a version the instance no
+    longer runs (a migration to a version without timers skips the timer mirror) is withdrawn."""
+    workflow = Runtime(session, clock=clock).load_workflow(instance)
+    mirror.sync_timers(session, instance, workflow, now=clock.now())
+    session.flush()
 
 
 @contextlib.contextmanager

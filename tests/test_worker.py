@@ -16,6 +16,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +24,7 @@ from click.testing import CliRunner
 
 from engine import worker
 from engine.cli import main
-from engine.models import ProcessInstance
+from engine.models import ProcessInstance, Timer
 from tests import modelkit
 from tests import workerkit as wk
 
@@ -109,6 +110,17 @@ def test_a_worker_pass_is_not_stuck_on_an_instance_it_cannot_load(org):
     assert row.next_attempt_at == T0 + timedelta(hours=2, minutes=1)
     assert wk.instance(org, broken).has_incident
     assert worker.run_once(org.factory, _at(org, hours=2, seconds=30)).firings == []  # backing off
+
+
+def test_a_stale_timer_row_is_withdrawn_not_retried_for_ever(org):
+    wk.deploy_models(org, wait=wk.catch_timer(value="P3D"))
+    iid = wk.start(org, "wait")
+    with org.transaction() as s:  # a row the instance's state knows nothing of (say, left by an older version)
+        s.add(Timer(instance_id=iid, task_id=str(uuid.uuid4()), element_id="gone", due_at=T0, state="waiting",
+                    attempts=0))
+    stats = worker.run_once(org.factory, _at(org, hours=1))
+    assert [(f.element, f.outcome) for f in stats.firings] == [("gone", "withdrawn")]
+    assert wk.waiting(org, iid) == [("pause", T0 + timedelta(days=3))]  # the real one is untouched
 
 
 def _at(db, **delta):
