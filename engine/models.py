@@ -320,6 +320,7 @@ class CaseFact(Base):
         Index("ix_case_facts_started", "process_key", "started_at"),
         Index("ix_case_facts_territory", "territory"),
         Index("ix_case_facts_network", "network"),
+        Index("ix_case_facts_months", "request", "opened_month", "ended_month"),
     )
 
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"),
@@ -330,6 +331,8 @@ class CaseFact(Base):
     ended_at: Mapped[datetime | None]
     request: Mapped[bool] = mapped_column(Boolean, default=False)  # a counselling case (request/consultation)
     opened_at: Mapped[datetime | None]  # when it became one (its start; for one called from an intervention later)
+    opened_month: Mapped[int | None]  # YYYYMM of opened_at in German time (the figures group by it)
+    ended_month: Mapped[int | None]  # YYYYMM of ended_at in German time
     proactive: Mapped[bool] = mapped_column(Boolean, default=False)
     network: Mapped[bool] = mapped_column(Boolean, default=False)  # a task for a coordinator group
     unit: Mapped[str | None] = mapped_column(String(64))
