@@ -36,7 +36,8 @@ class ElementStats:
     incidents: int = 0
 
 
-def _seconds(session: Session, start, end):
+def seconds_between(session: Session, start, end):
+    """The seconds from `start` to `end` (two datetime columns), in SQL on SQLite and PostgreSQL."""
     if session.get_bind().dialect.name == "postgresql":
         return func.extract("epoch", end - start)
     return (func.julianday(end) - func.julianday(start)) * 86400.0
@@ -65,7 +66,7 @@ def element_stats(session: Session, user: User, definition_id: int) -> dict[str,
         stats(element).waiting = n
 
     instances = _instances(session, user, definition_id)
-    duration = cast(_seconds(session, Task.created_at, Task.ended_at), Float).label("duration")
+    duration = cast(seconds_between(session, Task.created_at, Task.ended_at), Float).label("duration")
     finished = (select(Task.element_id, duration)
                 .where(Task.instance_id.in_(instances), Task.state == "completed", Task.ended_at.is_not(None))
                 .subquery())
@@ -86,7 +87,7 @@ def element_stats(session: Session, user: User, definition_id: int) -> dict[str,
              .where(AuditEvent.instance_id.in_(instances), AuditEvent.action.in_(TAKEN),
                     AuditEvent.task_id.is_not(None))
              .group_by(AuditEvent.task_id).subquery())
-    taken = cast(_seconds(session, Task.created_at, first.c.taken_at), Float)
+    taken = cast(seconds_between(session, Task.created_at, first.c.taken_at), Float)
     for element, mean in session.execute(
             select(Task.element_id, func.avg(taken)).join(first, and_(first.c.task_id == Task.id))
             .group_by(Task.element_id)):

@@ -4,7 +4,8 @@ Figures over 100,000 cases cannot restore 100,000 workflows. So the runtime, at 
 (`Runtime._save`), calls `record(session, instance, workflow, now=...)`, which reads the case's data
 once (the workflow is in memory anyway) and keeps three tables up to date:
 
-- `case_facts`: one row per instance: procedure, status and dates, unit, territory, client type,
+- `case_facts`: one row per instance: procedure, status and dates (and the months, YYYYMM in German
+  time, the case opened and ended: the figures group by them), unit, territory, client type,
   primary topic, channel, commission, closure reason, experts, sessions, the six indicators,
   escalation count, proactive approval, whether the statewide network works on it.
 - `case_fact_topics`: the topics of a case (several per case).
@@ -34,6 +35,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..models import CaseEscalation, CaseFact, CaseFactTopic, ProcessInstance, Task
+from .periods import month_number
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +156,12 @@ def record(session: Session, instance: ProcessInstance, workflow, *, now: dateti
         session.add(row)
     row.process_key, row.status = instance.process_key, instance.status
     row.started_at, row.ended_at = instance.started_at, instance.ended_at
+    row.ended_month = month_number(instance.ended_at)
     row.request, row.proactive = facts.request, facts.proactive
     if facts.request and row.opened_at is None:
         # a consultation opens with its instance; one called from an intervention when its request is recorded
         row.opened_at = instance.started_at if instance.process_key == CONSULTATION else now
+    row.opened_month = month_number(row.opened_at)
     row.unit = code(instance.responsible_unit) or facts.unit
     for name in ("territory", "client_type", "primary_topic", "channel", "commission", "closure_reason", "outcome",
                  "experts", "sessions", "approval"):

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from ..models import CaseEscalation, CaseFact, CaseFactTopic, Task
 from . import suppression
+from .durations import seconds_between
 from .facts import INDICATORS
 from .periods import Periods, periods
 
@@ -85,10 +86,14 @@ def compute(session: Session, *, year: int, now: datetime, granularity: str = "q
 
 
 # --- helpers ------------------------------------------------------------------------------------------
-def _month_bucket(column, p: Periods, *, null_bucket: int = 13):
-    """0: before the year, 1..12: the month, 13: after the year (or NULL: still open)."""
-    return case((column.is_(None), null_bucket), (column < p.bounds[0], 0),
-                *[(column < p.bounds[k], k) for k in range(1, 13)], else_=13)
+def _month_bucket(column, p: Periods):
+    """Of a YYYYMM column: 0 before the year, 1..12 the month, 13 after the year or NULL (still open)."""
+    first, last = p.year * 100 + 1, p.year * 100 + 12
+    return case((column.is_(None), 13), (column < first, 0), (column > last, 13), else_=column - p.year * 100)
+
+
+def _months_of_year(column, p: Periods):
+    return column.between(p.year * 100 + 1, p.year * 100 + 12)
 
 
 def _in_year(column, p: Periods):
@@ -139,10 +144,10 @@ def _margins(grid: dict[tuple[str, str], int], rows, columns) -> tuple[dict, lis
 # --- cases: new, running, closed ------------------------------------------------------------------------
 def _case_counts(session: Session, p: Periods) -> dict[str, dict[str, dict[tuple[int, int], int]]]:
     """{dimension: {value: {(start month, end month): cases}}} of the cases open at some time in the year."""
-    opened = _month_bucket(CaseFact.opened_at, p).label("sb")
-    ended = _month_bucket(CaseFact.ended_at, p).label("eb")
-    where = (CaseFact.request.is_(True), CaseFact.opened_at < p.end,
-             or_(CaseFact.ended_at.is_(None), CaseFact.ended_at >= p.start))
+    opened = _month_bucket(CaseFact.opened_month, p).label("sb")
+    ended = _month_bucket(CaseFact.ended_month, p).label("eb")
+    where = (CaseFact.request.is_(True), CaseFact.opened_month <= p.year * 100 + 12,
+             or_(CaseFact.ended_month.is_(None), CaseFact.ended_month >= p.year * 100 + 1))
     rows = select(CaseFact.unit, CaseFact.territory, CaseFact.client_type, opened, ended).where(*where).subquery()
     counts: dict[str, dict] = {d: defaultdict(lambda: defaultdict(int)) for d in DIMENSIONS}
     for unit, territory, client_type, sb, eb, n in session.execute(
@@ -248,9 +253,10 @@ def _cases(session: Session, p: Periods, granularity: str, metric: str, protect)
 
 # --- commission rate ------------------------------------------------------------------------------------
 def _commission(session: Session, p: Periods, granularity: str, protect) -> dict[str, Table]:
-    month = _month_bucket(CaseFact.opened_at, p).label("month")
+    month = (CaseFact.opened_month - p.year * 100).label("month")
     rows = select(month, CaseFact.commission.label("given")).where(
-        CaseFact.request.is_(True), CaseFact.commission.is_not(None), _in_year(CaseFact.opened_at, p)).subquery()
+        CaseFact.request.is_(True), CaseFact.commission.is_not(None),
+        _months_of_year(CaseFact.opened_month, p)).subquery()
     values: dict = defaultdict(int)
     for k, given, n in session.execute(select(rows.c.month, rows.c.given, func.count())
                                        .group_by(rows.c.month, rows.c.given)):
@@ -283,21 +289,24 @@ def _commission(session: Session, p: Periods, granularity: str, protect) -> dict
 
 # --- closed consultations: experts, indicators, durations ----------------------------------------------
 def _closings(session: Session, p: Periods, protect, threshold: int) -> dict[str, Table]:
+    closed = (CaseFact.request.is_(True), CaseFact.outcome == CLOSED_OUTCOME, _months_of_year(CaseFact.ended_month, p))
     indicator_columns = [getattr(CaseFact, f"indicator_{name}") for name in INDICATORS]
-    rows = session.execute(
-        select(CaseFact.unit, CaseFact.opened_at, CaseFact.ended_at, CaseFact.experts, *indicator_columns)
-        .where(CaseFact.request.is_(True), CaseFact.outcome == CLOSED_OUTCOME, _in_year(CaseFact.ended_at, p))).all()
-    n_closed = ("closed", TOTAL)  # one cell shared by all three tables
-    values: dict = {n_closed: len(rows)}
-    relations = []
     experts: dict[str, int] = defaultdict(int)
     indicator: dict[tuple[str, str], int] = defaultdict(int)
-    durations: dict[str, list[float]] = defaultdict(list)
-    for unit, opened, ended, expert, *marks in rows:
-        experts["yes" if expert is True else "no" if expert is False else NONE] += 1
+    total = 0
+    for expert, *marks, n in session.execute(select(CaseFact.experts, *indicator_columns, func.count())
+                                             .where(*closed).group_by(CaseFact.experts, *indicator_columns)):
+        total += n
+        experts["yes" if expert is True else "no" if expert is False else NONE] += n
         for name, mark in zip(INDICATORS, marks, strict=True):
-            indicator[(name, mark or NONE)] += 1
-        durations[unit or NONE].append(((ended - (opened or ended)).total_seconds()) / 86400)
+            indicator[(name, mark or NONE)] += n
+    durations: dict[str, list[float]] = defaultdict(list)
+    days = (seconds_between(session, CaseFact.opened_at, CaseFact.ended_at) / 86400.0).label("days")
+    for unit, value in session.execute(select(CaseFact.unit, days).where(*closed)):
+        durations[unit or NONE].append(float(value or 0))
+    n_closed = ("closed", TOTAL)  # one cell shared by all three tables
+    values: dict = {n_closed: total}
+    relations = []
     expert_rows = _ordered(experts, first=("yes", "no"))
     for key in expert_rows:
         values[("experts", key)] = experts[key]
@@ -320,15 +329,16 @@ def _closings(session: Session, p: Periods, protect, threshold: int) -> dict[str
     }
     for name in INDICATORS:  # shares of the cases with this indicator, where the count is published
         for mark in marks:
-            count, total = protected.value(("indicator", name, mark)), protected.value(n_closed)
-            share = count / total * 100 if count is not None and total else None
+            count, all_closed = protected.value(("indicator", name, mark)), protected.value(n_closed)
+            share = count / all_closed * 100 if count is not None and all_closed else None
             tables["indicators"].cells[(name, f"{mark}:share")] = Value(share, "shown" if share is not None
                                                                          else "none", "percent")
     table = _count_table("durations", "unit", "duration", [*units, TOTAL], ["count"], protected,
                          lambda r, c: n_closed if r == TOTAL else ("duration", r))
     everything = [d for unit in units for d in durations[unit]]
-    for unit, days in [*((u, durations[u]) for u in units), (TOTAL, everything)]:
-        for column, value in zip(("mean", "median", "p90"), _duration_stats(days, threshold), strict=True):
+    for unit, values_of_unit in [*((u, durations[u]) for u in units), (TOTAL, everything)]:
+        for column, value in zip(("mean", "median", "p90"), _duration_stats(values_of_unit, threshold),
+                                 strict=True):
             table.cells[(unit, column)] = Value(value, "shown" if value is not None else "none", "days")
     table.columns += ["mean", "median", "p90"]
     tables["durations"] = table
@@ -388,7 +398,8 @@ def _deadlines(session: Session, p: Periods, now: datetime, protect) -> dict[str
         (Task.state == "withdrawn", "withdrawn"),
         (Task.due_at < now, "overdue"),
         else_="pending").label("category")
-    rows = select(Task.element_id, category).where(Task.due_at.is_not(None), _in_year(Task.created_at, p)).subquery()
+    rows = select(Task.element_id, category).where(Task.state.in_(("open", "completed", "withdrawn")),
+                                                   _in_year(Task.due_at, p)).subquery()
     grid: dict[tuple[str, str], int] = defaultdict(int)
     for element, kind, n in session.execute(select(rows.c.element_id, rows.c.category, func.count())
                                             .group_by(rows.c.element_id, rows.c.category)):

@@ -72,3 +72,11 @@ def periods(year: int, now: datetime) -> Periods:
 
 def local_year(now: datetime) -> int:
     return now.astimezone(TZ).year
+
+
+def month_number(at: datetime | None) -> int | None:
+    """YYYYMM of an instant in German time (the facts table's month columns)."""
+    if at is None:
+        return None
+    local = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(TZ)
+    return local.year * 100 + local.month

@@ -68,7 +68,7 @@ NOTES = {
     "durations": _l("Von der Anfrage bis zum Abschluss. Durchschnitt, Median und 90-%-Wert nur für mindestens "
                     "5 Beratungen."),
     "proactive": _l("Nach dem Tag, an dem das Tätigwerden erfasst wurde."),
-    "deadlines": _l("Schritte mit Frist, die im Jahr begonnen haben."),
+    "deadlines": _l("Schritte, deren Frist im Jahr ablief oder abläuft."),
 }
 #: which codes a table's rows and columns are, and where their labels come from
 OPTION_KEYS = {"client_type": "client_type", "topic": "topics", "escalation_kind": "escalation_kind",
