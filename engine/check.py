@@ -436,8 +436,9 @@ def _lint_references(root, process_ids, decision_ids):
     for task in root.iter(_b("serviceTask"), _b("sendTask")):
         used = [a for a in _SERVICE_IMPLEMENTATIONS if task.get(CAMUNDA + a)]
         if used:
-            yield task.get("id"), "warning", (f"camunda:{used[0]} is not run by Fallwerk; the task completes "
-                                              "without doing anything")
+            effect = ("the task waits as external work until it is completed from outside"
+                      if task.tag == _b("serviceTask") else "the task only sends its BPMN message")
+            yield task.get("id"), "warning", f"camunda:{used[0]} is not run by Fallwerk; {effect}"
 
 
 def lint_known_names(root, known: KnownNames):

@@ -40,14 +40,37 @@ def read_sources(paths) -> dict[str, bytes]:
     return sources
 
 
+CAMUNDA_FORMS_PREFIX = "camunda-forms:"
+
+
+def form_reference(camunda: dict) -> str | None:
+    """The id of the deployed form a task or start event uses: `camunda:formRef`, or Camunda 7's
+    `camunda:formKey="camunda-forms:deployment:task-form.form"` (the .form file's id or name)."""
+    if camunda.get("formRef"):
+        return camunda["formRef"]
+    key = camunda.get("formKey") or ""
+    if key.startswith(CAMUNDA_FORMS_PREFIX):
+        return Path(key.rsplit(":", 1)[-1]).stem
+    return None
+
+
 def _user_task_form_refs(spec, subprocess_specs) -> set[str]:
     refs = set()
     for process in [spec, *subprocess_specs.values()]:
         for task_spec in process.task_specs.values():
-            camunda = (getattr(task_spec, "extensions", None) or {}).get("camunda") or {}
-            if camunda.get("formRef"):
-                refs.add(camunda["formRef"])
+            ref = form_reference((getattr(task_spec, "extensions", None) or {}).get("camunda") or {})
+            if ref:
+                refs.add(ref)
     return refs
+
+
+def start_event_spec(spec):
+    """The process's plain (none) start event, whose form is the start form."""
+    for task_spec in spec.task_specs.values():
+        if type(task_spec).__name__ == "StartEvent" and \
+                type(getattr(task_spec, "event_definition", None)).__name__ == "NoneEventDefinition":
+            return task_spec
+    return None
 
 
 def check_deployment(session: Session, sources: dict[str, bytes]):
@@ -161,7 +184,7 @@ def deploy(session: Session, sources: dict[str, bytes], *, user: str, now: datet
             source_name=process.file,
             spec_json=spec_json,
             forms_json=forms_json,
-            start_form=getattr(process, "start_form", None),
+            start_form=_start_form_ref(process.spec),
             serializer_version=serialization.SERIALIZER_VERSION,
             deployed_at=now,
         )
@@ -177,6 +200,11 @@ def deploy(session: Session, sources: dict[str, bytes], *, user: str, now: datet
         outcome.deployment_id = None
     session.flush()
     return outcome
+
+
+def _start_form_ref(spec) -> str | None:
+    start = start_event_spec(spec)
+    return form_reference((getattr(start, "extensions", None) or {}).get("camunda") or {}) if start else None
 
 
 def latest_definition(session: Session, key: str) -> ProcessDefinition | None:

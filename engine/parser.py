@@ -36,6 +36,7 @@ from SpiffWorkflow.camunda.parser.task_spec import (
     ScriptTaskParser,
     UserTaskParser,
 )
+from SpiffWorkflow.camunda.serializer.task_spec import UserTaskConverter
 from SpiffWorkflow.camunda.specs.business_rule_task import BusinessRuleTask
 from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition as CamundaMessageEventDefinition
 from SpiffWorkflow.camunda.specs.user_task import UserTask
@@ -49,6 +50,7 @@ BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 PYTHON_SCRIPT_FORMATS = {"", "python", "python3", "py", "text/x-python", "text/python"}
 USER_TASK_ATTRIBUTES = ("assignee", "dueDate", "followUpDate", "priority", "formKey", "formRef",
                         "formRefBinding", "formRefVersion")
+START_EVENT_ATTRIBUTES = ("formKey", "formRef", "formRefBinding", "formRefVersion", "initiator")
 SERVICE_ATTRIBUTES = ("type", "topic", "class", "delegateExpression", "expression", "resultVariable")
 #: BPMN elements that are flow nodes: without an id nothing can connect to them
 FLOW_NODE_TAGS = {
@@ -155,7 +157,24 @@ class FallwerkTaskMixin:
             if implementation.get("type") == "external":
                 camunda["external"] = True
             extensions["camunda"] = camunda
+        if local_name(self.node) == "startEvent":
+            start = self._start_event_attributes()
+            if start:
+                extensions["camunda"] = {**(extensions.get("camunda") or {}), **start}
         return extensions
+
+    get_enum_field = UserTaskParser.get_enum_field  # used by UserTaskParser.get_form on start events
+
+    def _start_event_attributes(self) -> dict:
+        """A start event's form (formKey, formRef or inline formData) and `camunda:initiator`."""
+        attrs = {key: self.node.get(CAMUNDA + key) for key in (*START_EVENT_ATTRIBUTES,)
+                 if self.node.get(CAMUNDA + key)}
+        if self.xpath(".//camunda:formData/camunda:formField"):
+            form = UserTaskParser.get_form(self)
+            if any(not field.id for field in form.fields):
+                raise invalid("camunda:formField without id", self.node, self.filename)
+            attrs["form"] = UserTaskConverter.form_to_dict(None, form)
+        return attrs
 
     def parse_condition(self, sequence_flow):
         text = super().parse_condition(sequence_flow)

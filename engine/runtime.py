@@ -22,6 +22,7 @@ from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.camunda.specs.user_task import Form as CamundaForm
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.task import TaskState
 from sqlalchemy import select
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, mirror, serialization
 from .clock import Clock, engine_time
-from .deploy import latest_definition
+from .deploy import form_reference, latest_definition, start_event_spec
 from .errors import (
     ExpressionError,
     FallwerkError,
@@ -67,12 +68,10 @@ class Runtime:
     def start(self, key: str, *, user: str, data: dict | None = None, version: int | None = None) -> ProcessInstance:
         definition = self._definition(key, version)
         loaded = self.specs.get(definition)
-        data = dict(data or {})
-        _check_keys(data)
+        data = self._start_data(loaded, dict(data or {}), user)
         now = self.clock.now()
         workflow = BpmnWorkflow(loaded.spec, loaded.subprocess_specs, script_engine=make_script_engine())
-        # `initiator` is who really started it: data cannot name someone else (tasks are assigned by it)
-        start_data = {**loaded.start_defaults, **data, "initiator": user}
+        start_data = {**loaded.start_defaults, **data}
         workflow.get_tasks(state=TaskState.READY)[0].data.update(start_data)
         instance = ProcessInstance(
             case_number=_case_number(now),
@@ -94,6 +93,21 @@ class Runtime:
                      element_id=definition.key, changed_keys=start_data.keys(), version=definition.version)
         self._advance(instance, workflow, actor=user)
         return instance
+
+    def _start_data(self, loaded, data: dict, user: str) -> dict:
+        """Start data validated against the start event's form (if it has one), with the starter's name."""
+        start = start_event_spec(loaded.spec)
+        form = task_form(start, loaded.forms) if start is not None else None
+        if form is not None:
+            data = form.validate(data)
+        else:
+            _check_keys(data)
+        # `initiator` is who really started it: data cannot name someone else (tasks are assigned by it)
+        data["initiator"] = user
+        starter = mirror.camunda_attrs(start).get("initiator") if start is not None else None
+        if starter and _KEY.match(starter):
+            data[starter] = user  # Camunda's camunda:initiator="variable"
+        return data
 
     # --- human tasks ---------------------------------------------------------------------------------
     def complete(self, task_id: str, *, user: str, data: dict | None = None) -> ProcessInstance:
@@ -249,7 +263,11 @@ class Runtime:
         if form is None:
             _check_keys(data)
             return data
-        return form.validate(data, partial=partial, context=spiff_task.data)
+        # a field the caller did not send keeps the value the case already has, as a form pre-filled
+        # from the case's data would send it (Camunda forms work that way)
+        kept = {key: value for key, value in form.initial_values(spiff_task.data).items()
+                if key.split(".")[0] not in data and key not in data and _has_path(spiff_task.data, key)}
+        return form.validate({**kept, **data}, partial=partial, context=spiff_task.data)
 
     # --- internals -----------------------------------------------------------------------------------
     def _definition(self, key: str, version: int | None) -> ProcessDefinition:
@@ -435,7 +453,7 @@ class Runtime:
             "due_at": _instant(resolve(attrs.get("dueDate")), now),
             "follow_up_at": _instant(resolve(attrs.get("followUpDate")), now),
             "priority": int(priority) if str(priority or "").strip().lstrip("-").isdigit() else 50,
-            "form_ref": attrs.get("formRef"),
+            "form_ref": form_reference(attrs),
             "form_key": attrs.get("formKey"),
         }
 
@@ -461,13 +479,15 @@ def task_form(task_spec, forms: dict):
     from . import forms as forms_module
 
     attrs = mirror.camunda_attrs(task_spec)
-    ref = attrs.get("formRef")
+    ref = form_reference(attrs)
     if ref:
         definition = forms.get(ref)
         if definition is None:
             raise FallwerkError(f"form '{ref}' is not part of this version", element_id=task_spec.bpmn_id)
         return forms_module.load_form(definition)
     form = getattr(task_spec, "form", None)
+    if form is None and attrs.get("form"):  # a start event's inline camunda:formData
+        form = CamundaForm(init=attrs["form"])
     if form is not None and getattr(form, "fields", None):
         return forms_module.form_from_camunda(form, element_id=task_spec.bpmn_id or task_spec.name)
     return None
@@ -567,6 +587,15 @@ def _all_ids(workflow: BpmnWorkflow) -> set:
     for sp in workflow.subprocesses.values():
         ids.update(sp.tasks)
     return ids
+
+
+def _has_path(data: dict, dotted: str) -> bool:
+    node = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _check_keys(data: dict) -> None:

@@ -164,7 +164,8 @@ def form_data(form, context: dict, override: dict) -> dict:
         for form_field in form.fields:
             if form_field.key in override or form_field.is_readonly(scope):
                 continue
-            data[form_field.key] = value_for(form_field)
+            # like a browser form pre-filled from the case: what the case has is sent back as it is
+            data[form_field.key] = context[form_field.key] if form_field.key in context else value_for(form_field)
         hidden = form.hidden_keys({**data, **override}, context=context)
         data = {k: v for k, v in data.items() if k not in hidden}
     data.update(override)

@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import select, text
 
-from engine import serialization
+from engine import identity, serialization
 from engine.deploy import deploy
 from engine.errors import ModelError, NotFound, PermissionDenied, StaleTask, ValidationFailed
 from engine.identity import get_user
@@ -228,3 +228,41 @@ def test_unknown_process_and_task_are_not_found(org):
         org.runtime(s).start("nope", user="alice")
     with pytest.raises(NotFound):
         _complete(org, "00000000-0000-0000-0000-000000000000", "alice")
+
+
+def _deploy_corpus(db, *names):
+    from engine.deploy import read_sources
+    from tests.conftest import CORPUS
+
+    with db.transaction() as s:
+        return deploy(s, read_sources([CORPUS / "camunda-examples" / n for n in names]), user="carla",
+                      now=db.clock.now())
+
+
+def test_start_data_is_validated_against_the_start_events_inline_form(org):
+    _deploy_corpus(org, "loanApproval.bpmn")
+    with pytest.raises(ValidationFailed) as info, org.transaction() as s:
+        org.runtime(s).start("generatedFormsQuickstart", user="alice", data={"firstname": "x" * 30})
+    assert {"firstname", "lastname"} <= set(info.value.errors)
+    with org.transaction() as s:
+        instance = org.runtime(s).start("generatedFormsQuickstart", user="alice", data={
+            "firstname": "Ada", "lastname": "Lovelace", "netIncome": 100, "loanAmount": 5, "loanType": "mortage"})
+        assert instance.status == "running"
+
+
+def test_camunda_forms_referenced_by_form_key_are_deployed_and_enforced(org):
+    result = _deploy_corpus(org, "invoiceApproval.bpmn", "start-form.form", "task-form.form")
+    (definition,) = result.created
+    assert definition.start_form == "start-form"
+    with pytest.raises(ValidationFailed), org.transaction() as s:
+        org.runtime(s).start("camundaFormsQuickstart", user="alice", data={"creditor": "ACME", "bogus": 1})
+    with org.transaction() as s:
+        iid = org.runtime(s).start("camundaFormsQuickstart", user="alice", data={
+            "creditor": "Great Pizza for Everyone Inc.", "amount": "30", "invoiceNumber": "C-23232323"}).id
+    with org.transaction() as s:
+        (task,) = s.scalars(select(Task).where(Task.instance_id == iid, Task.state == "open")).all()
+    assert task.form_ref == "task-form"
+    with org.transaction() as s:
+        identity.add_user(s, "demo", now=org.clock.now())
+    with pytest.raises(ValidationFailed):
+        _complete(org, task.id, "demo", approved="maybe", undeclared=True)
