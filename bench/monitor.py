@@ -9,7 +9,8 @@ Flask app (test client, signed in: rendering included) and times them:
 
 - the case list: first page, four filtered lists, twenty pages onwards (keyset), as a supervisor, a unit
   lead and a coordinator;
-- the figures page (the year, by quarter and by month) and the figures of the previous year;
+- the figures page (the year, by quarter and by month) and the figures of the previous year, recounted
+  (as after any change to a case) and again on unchanged data (remembered per data stamp and hour);
 - the CSV export of a filtered list.
 
 Prints p50/p95 per request kind; asserts nothing. The PostgreSQL URL is an admin URL: the benchmark
@@ -190,9 +191,14 @@ def client_for(app, username):
     return client
 
 
-def timed(client, url: str, runs: int) -> list[float]:
+def timed(client, url: str, runs: int, *, cold: bool = False) -> list[float]:
+    """Latencies of `runs` requests; `cold`: the figures are recounted each time (as after any change)."""
+    from engine.reporting import figures
+
     latencies = []
     for _ in range(runs):
+        if cold:
+            figures._cache.clear()
         t0 = time.perf_counter()
         response = client.get(url)
         response.get_data()
@@ -227,11 +233,13 @@ def measure(url: str, engine, runs: int) -> list[tuple[str, list[float]]]:
     rows.append(("list, first page (unit lead)", timed(lead, "/monitor/", runs)))
     rows.append(("list, first page (coordinator)", timed(coordinator, "/monitor/", runs)))
     timed(supervisor, "/monitor/figures?year=2026", 1)
-    rows.append(("figures 2026 by quarter", timed(supervisor, "/monitor/figures?year=2026&period=quarter", runs)))
-    rows.append(("figures 2026 by month", timed(supervisor, "/monitor/figures?year=2026&period=month", runs)))
-    rows.append(("figures 2025 by month, closed", timed(
-        supervisor, "/monitor/figures?year=2025&period=month&metric=closed", runs)))
-    rows.append(("figures CSV 2026", timed(supervisor, "/monitor/figures.csv?year=2026", max(3, runs // 4))))
+    pages = (("figures 2026 by quarter", "/monitor/figures?year=2026&period=quarter"),
+             ("figures 2026 by month", "/monitor/figures?year=2026&period=month"),
+             ("figures 2025 by month, closed", "/monitor/figures?year=2025&period=month&metric=closed"),
+             ("figures CSV 2026", "/monitor/figures.csv?year=2026"))
+    for label, figures_url in pages:
+        rows.append((f"{label}, recounted", timed(supervisor, figures_url, runs, cold=True)))
+        rows.append((f"{label}, unchanged data", timed(supervisor, figures_url, runs)))
     rows.append(("CSV export, running cases", timed(supervisor, "/monitor/export.csv?status=running", 3)))
     return rows
 

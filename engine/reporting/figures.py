@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import functools
 import statistics as stats
-from collections import defaultdict
+import threading
+import weakref
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from ..models import CaseEscalation, CaseFact, CaseFactTopic, Task
+from ..models import CaseEscalation, CaseFact, CaseFactTopic, ProcessInstance, Task
 from . import suppression
 from .durations import seconds_between
 from .facts import INDICATORS
@@ -67,6 +69,32 @@ class Figures:
     metric: str
     periods: Periods
     tables: dict[str, Table]
+
+
+#: figures of one database (engine), by (year, view, data stamp, hour): a page asks again without recounting
+_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+CACHE_SIZE = 64
+
+
+def compute_cached(session: Session, *, year: int, now: datetime, granularity: str = "quarter",
+                   metric: str = "new") -> Figures:
+    """`compute`, remembered while the data does not change: the stamp is the newest change of any case and
+    the number of cases (one indexed query); the hour is part of the key because deadlines depend on now."""
+    stamp = tuple(session.execute(select(func.max(ProcessInstance.updated_at), func.count(ProcessInstance.id))).one())
+    key = (year, granularity, metric, stamp, now.replace(minute=0, second=0, microsecond=0))
+    bind = session.get_bind()
+    with _cache_lock:
+        entries = _cache.setdefault(bind, OrderedDict())
+        if key in entries:
+            entries.move_to_end(key)
+            return entries[key]
+    figures = compute(session, year=year, now=now, granularity=granularity, metric=metric)
+    with _cache_lock:
+        entries[key] = figures
+        while len(entries) > CACHE_SIZE:
+            entries.popitem(last=False)
+    return figures
 
 
 def compute(session: Session, *, year: int, now: datetime, granularity: str = "quarter", metric: str = "new",

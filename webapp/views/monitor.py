@@ -252,7 +252,7 @@ def _figures():
     granularity = args.get("period") if args.get("period") in GRANULARITIES else "quarter"
     metric = args.get("metric") if args.get("metric") in figures.METRICS else "new"
     session = database.session()
-    computed = figures.compute(session, year=year, now=now, granularity=granularity, metric=metric)
+    computed = figures.compute_cached(session, year=year, now=now, granularity=granularity, metric=metric)
     return computed, present.present(computed, load_labels(session))
 
 
