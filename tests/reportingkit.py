@@ -60,7 +60,7 @@ class Dataset:
 class Driver:
     """Drives cases as people and the worker do. It restores specs into a cache of its own: in SpiffWorkflow
     3.2 starting an event subprocess connects it into the (shared, cached) spec, so a data set built after
-    another test escalated a case would otherwise run on a changed spec (reported; see docs/monitoring.md)."""
+    another test escalated a case would otherwise run on a changed spec (an engine issue, reported)."""
 
     def __init__(self, db):
         from engine.specs import SpecCache

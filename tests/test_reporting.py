@@ -72,6 +72,23 @@ def test_facts_keep_codes_and_drop_free_text():
     assert facts.code(42) is None
 
 
+def test_a_failure_to_read_the_facts_never_stops_casework(org, monkeypatch):
+    from tests import modelkit
+    from tests.test_runtime import _deploy, _open, _start
+
+    _deploy(org, chain=modelkit.chain(n=2))
+
+    def broken(workflow, *, process_key):
+        raise RuntimeError("unreadable")
+
+    monkeypatch.setattr(facts, "extract", broken)
+    instance_id = _start(org, "chain")
+    (task,) = _open(org, instance_id)
+    with org.transaction() as s:
+        assert org.runtime(s).complete(task.id, user="alice").status == "running"
+        assert s.get(CaseFact, instance_id) is None
+
+
 def test_no_personal_value_reaches_the_facts_tables(dataset):
     with dataset.db.transaction() as s:
         stored = " ".join(str(v) for table in (CaseFact, CaseFactTopic, CaseEscalation)

@@ -147,9 +147,17 @@ def escalations(workflow) -> list[Escalation]:
     return [e for _, e in sorted(found, key=lambda item: (item[0], item[1].key))]
 
 
-def record(session: Session, instance: ProcessInstance, workflow, *, now: datetime) -> CaseFact:
-    """Bring the facts of `instance` up to date (called by the runtime at the end of every save)."""
-    facts = extract(workflow, process_key=instance.process_key)
+def record(session: Session, instance: ProcessInstance, workflow, *, now: datetime) -> CaseFact | None:
+    """Bring the facts of `instance` up to date (called by the runtime at the end of every save).
+
+    Reading the facts never stops casework: if the data cannot be read, the previous facts stay (logged).
+    """
+    try:
+        facts = extract(workflow, process_key=instance.process_key)
+    except Exception:
+        log.exception("case facts could not be read; the figures keep the previous ones",
+                      extra={"instance": instance.id})
+        return session.get(CaseFact, instance.id)
     row = session.get(CaseFact, instance.id)
     if row is None:
         row = CaseFact(instance_id=instance.id, topics="", escalations=0)

@@ -295,7 +295,7 @@ def csv_rows(shown: list[Shown], *, year: int, granularity: str) -> list[list]:
 def list_header() -> list[str]:
     return [str(h) for h in (_l("Fallnummer"), _l("Verfahren"), _l("Version"), _l("Status"), _l("Störung"),
                              _l("Aktueller Schritt"), _l("Stelle"), _l("Landkreis / kreisfreie Stadt"),
-                             _l("Begonnen"), _l("Beendet"), _l("Alter (Tage)"), _l("Überfällig seit"))]
+                             _l("Begonnen"), _l("Beendet"), _l("Dauer (Tage)"), _l("Überfällig seit"))]
 
 
 def list_row(row: InstanceRow, labels: Labels, now: datetime) -> list:
