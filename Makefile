@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_STAMP := node_modules/.installed
 DIST := webapp/static/dist/.built
+PORT ?= 5000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FALLWERK_INSTANCE_PATH ?= $(CURDIR)/instance
 
@@ -38,6 +39,7 @@ chromium:  ## install Debian's Chromium for the browser tests (Playwright drives
 
 demo: setup  ## start the application with demo data on an embedded SQLite database
 	$(BIN)/fallwerk demo
+	$(BIN)/fallwerk serve --port $(PORT) --worker
 
 lint: setup  ## ruff over the whole tree
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import identity
-from .clock import FixedClock
+from .clock import Clock, FixedClock
 from .deploy import deploy, read_sources
 from .forms import FormDefinition
 from .models import ProcessInstance, Task, TaskCandidate
@@ -129,8 +129,9 @@ def _worker_for(session: Session, row: Task) -> str | None:
     return None
 
 
-def drive(factory, clock: FixedClock, instance_id: int, steps: int, rng: random.Random) -> None:
-    """Complete up to `steps` open tasks of one case with sample values, as the right people."""
+def drive(factory, clock: FixedClock, instance_id: int, steps: int, rng: random.Random, *, limit) -> None:
+    """Complete up to `steps` open tasks of one case with sample values, as the right people, until
+    the clock reaches `limit`."""
     from .db import transaction
 
     for _ in range(steps):
@@ -152,6 +153,8 @@ def drive(factory, clock: FixedClock, instance_id: int, steps: int, rng: random.
             data = sample_values(form, rng, spiff_task.data) if form else {}
             runtime.complete(row.id, user=user, data=data)
         clock.advance(hours=rng.randint(2, 30))
+        if clock.at >= limit:  # never act in the future: the rest of the case is still to be done
+            return
 
 
 def create_cases(factory, clock: FixedClock, *, count: int = 36, seed: int = 7) -> int:
@@ -159,16 +162,34 @@ def create_cases(factory, clock: FixedClock, *, count: int = 36, seed: int = 7) 
 
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not security
     starters = ["anna.berger", "jonas.krueger", "tom.richter", "ole.brandt", "lea.hoffmann", "katrin.lange"]
+    first, limit = clock.at, Clock().now()
     created = 0
-    for i in range(count):
+    for i in range(count):  # spread over the time from `first` until now, older cases further along
+        clock.at = first + (limit - first) * i / count
         key = "proactive_intervention" if i % 6 == 5 else "consultation"
         with transaction(factory) as session:
             instance = Runtime(session, clock=clock).start(key, user=rng.choice(starters))
             instance_id = instance.id
-        drive(factory, clock, instance_id, rng.randint(0, 14), rng)
+        drive(factory, clock, instance_id, rng.randint(0, 14), rng, limit=limit)
+        if key == "consultation" and i % 5 == 2:  # some cases go to the statewide network
+            _escalate(factory, clock, instance_id, rng)
+            drive(factory, clock, instance_id, rng.randint(0, 3), rng, limit=limit)
         created += 1
-        clock.advance(hours=rng.randint(3, 20))
     return created
+
+
+def _escalate(factory, clock: FixedClock, instance_id: int, rng: random.Random) -> None:
+    from .db import transaction
+    from .errors import FallwerkError
+
+    payload = {"escalation_kind": rng.choice(["support", "statewide"]),
+               "escalation_reason": "Der Fall hat überregionale Bedeutung; wir bitten um Unterstützung."}
+    try:
+        with transaction(factory) as session:
+            Runtime(session, clock=clock).send_message(instance_id, "escalation_requested", user="maria.schulz",
+                                                       payload=payload)
+    except FallwerkError:
+        pass  # the case is already closed or not yet routed
 
 
 def has_demo(session: Session) -> bool:
@@ -177,7 +198,6 @@ def has_demo(session: Session) -> bool:
 
 def build(factory, root: Path, clock: FixedClock | None = None) -> int:
     """Users, models and cases. The clock starts 60 days back so that cases have a history."""
-    from .clock import Clock
     from .db import transaction
 
     clock = clock or FixedClock(Clock().now() - timedelta(days=60))

@@ -58,9 +58,6 @@ def create_app(test_config: dict | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=8 * 3600,
         INBOX_PAGE_SIZE=25,
         DUE_SOON_DAYS=2,
-        # start data every instance of a procedure gets (configuration, not code)
-        START_DATA={"consultation": {"first_contact_days": 3},
-                    "proactive_intervention": {"first_contact_days": 3}},
     )
     if test_config is None:
         app.config.from_mapping(_settings())

@@ -6,7 +6,9 @@ import re
 
 from sqlalchemy import select
 
+from engine.deploy import deploy
 from engine.models import ProcessInstance
+from tests import modelkit
 from tests.web.conftest import login, open_task
 
 
@@ -69,12 +71,19 @@ def test_a_start_form_is_validated_and_its_values_start_the_case(client, web):
         assert instance_data(workflow)["subject"] == "Schulhof"
 
 
-def test_configured_start_data_is_passed(app, client, web):
-    app.config["START_DATA"] = {"casework": {"first_contact_days": 3}}
-    login(client, "alice")
-    client.post("/procedures/casework")
+def test_start_data_defaults_declared_in_the_model_are_passed(client, web):
+    body = ('<bpmn:extensionElements><camunda:properties>'
+            '<camunda:property name="default.first_contact_days" value="3" />'
+            '</camunda:properties></bpmn:extensionElements>'
+            '<bpmn:startEvent id="s" /><bpmn:userTask id="t" camunda:candidateGroups="rz-west" />'
+            '<bpmn:endEvent id="e" /><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="t" />'
+            '<bpmn:sequenceFlow id="f2" sourceRef="t" targetRef="e" />')
     with web.transaction() as s:
-        instance = s.scalars(select(ProcessInstance)).one()
+        deploy(s, {"defaults.bpmn": modelkit.definitions("with_defaults", body)}, user="carla", now=web.clock.now())
+    login(client, "alice")
+    assert client.post("/procedures/with_defaults").status_code == 303
+    with web.transaction() as s:
+        instance = s.scalars(select(ProcessInstance).where(ProcessInstance.process_key == "with_defaults")).one()
         from engine.runtime import instance_data
 
         assert instance_data(web.runtime(s).load_workflow(instance))["first_contact_days"] == 3

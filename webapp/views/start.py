@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 
@@ -49,9 +49,8 @@ def begin(key: str):
         if not form.validate():
             return render_template("start/form.html", definition=definition, form=form, button=button), 422
         data = form.cleaned_data or {}
-    defaults = current_app.config.get("START_DATA", {}).get(key, {})
-    try:
-        instance = database.runtime().start(key, user=me().username, data={**defaults, **data})
+    try:  # start data defaults are declared in the model (camunda:property default.*), not here
+        instance = database.runtime().start(key, user=me().username, data=data)
     except ValidationFailed:
         database.rollback()
         return render_template("start/form.html", definition=definition, form=form, button=button), 422
