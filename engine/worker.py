@@ -1,10 +1,10 @@
 """The timer worker: fires due timers and runs their instances on.
 
-A pass (`run_once`) reads which instances have due timers (the timers table, an indexed query) and
-handles each in its own transaction (`fire_instance`): lock the instance row (`FOR UPDATE SKIP
-LOCKED` on PostgreSQL, so several workers share the work and an instance another worker or a person
-is changing right now is simply left for the next pass), read its due timers again under that lock,
-fire them and run the instance on, commit. Every change to an instance's timers happens under the
+A pass (`run_once`) repeats, up to `batch` times: in a transaction of its own, claim the instance with
+the most overdue timer (`claim_due_instance`: the timers table's index, and on PostgreSQL
+`FOR UPDATE SKIP LOCKED` on the instance row, so several workers share the work without waiting for
+each other or taking the same instance, and an instance a person is changing right now is left for
+later), fire its due timers, run it on, commit. Every change to an instance's timers happens under the
 instance lock (the runtime mirrors timers on every save), so a timer fires at most once; the
 runtime's optimistic `lock_version` check is a second guard. A worker killed at any moment loses
 nothing: the uncommitted firing rolls back and the timer is still due for the next pass of any
@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, event, func, or_, select, update
+from sqlalchemy import delete, event, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import mirror
@@ -54,7 +54,7 @@ class Firing:
     instance: int
     element: str
     due: datetime
-    outcome: str  # fired, retry, failed, not-fired
+    outcome: str  # fired, withdrawn, retry, failed, not-fired
     lateness: float | None = None  # seconds between due and fired
     attempt: int = 0
     next_attempt_at: datetime | None = None
@@ -64,7 +64,6 @@ class Firing:
 class WorkerStats:
     fired: int = 0
     failed: int = 0  # instances whose firing failed in this pass
-    skipped: int = 0  # instances locked by someone else
     instances: list[int] = field(default_factory=list)
     firings: list[Firing] = field(default_factory=list)
 
@@ -74,29 +73,36 @@ def _due(now: datetime):
             or_(Timer.next_attempt_at.is_(None), Timer.next_attempt_at <= now))
 
 
-def due_instances(session: Session, clock: Clock, limit: int) -> list[int]:
-    """Instances with due timers, the most overdue first."""
+def claim_due_instance(session: Session, clock: Clock, exclude: list[int] | tuple = ()) -> ProcessInstance | None:
+    """Lock the instance with the most overdue timer that no other transaction holds (PostgreSQL:
+    `FOR UPDATE SKIP LOCKED`, so workers never wait for each other nor take the same instance)."""
     query = (
-        select(Timer.instance_id, func.min(Timer.due_at).label("first"))
+        select(ProcessInstance).join(Timer, Timer.instance_id == ProcessInstance.id)
         .where(*_due(clock.now()))
-        .group_by(Timer.instance_id)
-        .order_by("first")
-        .limit(limit)
+        .order_by(Timer.due_at, Timer.id)
+        .limit(1)
+        .with_for_update(of=ProcessInstance, skip_locked=True)
+        .execution_options(populate_existing=True)
     )
-    return [row.instance_id for row in session.execute(query)]
+    if exclude:
+        query = query.where(ProcessInstance.id.not_in(list(exclude)))
+    return session.scalar(query)
 
 
 def fire_instance(session: Session, instance_id: int, clock: Clock) -> list[Firing] | None:
     """Fire the due timers of one instance and run it on. Returns what happened to each due timer,
     or None when the instance is locked by another transaction. The caller commits."""
-    now = clock.now()
     instance = session.scalar(
         select(ProcessInstance).where(ProcessInstance.id == instance_id)
         .with_for_update(of=ProcessInstance, skip_locked=True)
         .execution_options(populate_existing=True)
     )
-    if instance is None:
-        return None
+    return None if instance is None else _fire_locked(session, instance, clock)
+
+
+def _fire_locked(session: Session, instance: ProcessInstance, clock: Clock) -> list[Firing]:
+    now = clock.now()
+    instance_id = instance.id
     if instance.status != "running":  # stale rows of an ended instance: nothing can fire any more
         session.execute(delete(Timer).where(Timer.instance_id == instance_id, Timer.state == "waiting"))
         log.warning("dropped timers of an ended instance", extra={"instance": instance_id, "status": instance.status})
@@ -127,8 +133,8 @@ def fire_instance(session: Session, instance_id: int, clock: Clock) -> list[Firi
 
 
 def _reconcile(session: Session, instance: ProcessInstance, clock: Clock) -> None:
-    """Mirror the instance's timers again from its state: a row left from a version the instance no
-    longer runs (a migration to a version without timers skips the timer mirror) is withdrawn."""
+    """Mirror the instance's timers again from its state, so that a row its state knows nothing of (left
+    by a save that skipped the timer mirror, or written by hand) is withdrawn instead of retried."""
     workflow = Runtime(session, clock=clock).load_workflow(instance)
     mirror.sync_timers(session, instance, workflow, now=clock.now())
     session.flush()
@@ -182,28 +188,30 @@ def _supersede(session: Session, incident: Incident, now: datetime) -> None:
 
 def run_once(factory: sessionmaker[Session], clock: Clock | None = None, *, batch: int = 100,
              stop: threading.Event | None = None) -> WorkerStats:
-    """One pass over the due timers (at most `batch` instances); stops early when `stop` is set."""
+    """One pass: at most `batch` instances, the most overdue first, each claimed, fired and committed in
+    a transaction of its own; stops early when `stop` is set or nothing else is due."""
     clock = clock or Clock()
     stats = WorkerStats()
-    with transaction(factory) as session:
-        candidates = due_instances(session, clock, batch)
-    for instance_id in candidates:
-        if stop is not None and stop.is_set():
-            break
+    attempted: list[int] = []  # never twice in one pass, whatever happens to an instance
+    while len(attempted) < batch and not (stop is not None and stop.is_set()):
+        instance_id = None
         try:
             with transaction(factory) as session:
-                firings = fire_instance(session, instance_id, clock)
+                instance = claim_due_instance(session, clock, attempted)
+                if instance is None:
+                    break
+                instance_id = instance.id
+                attempted.append(instance_id)
+                firings = _fire_locked(session, instance, clock)
         except Exception as exc:  # not a failure of model code (that is an incident): e.g. unreadable state
+            if instance_id is None:
+                raise  # no instance claimed: the database itself failed (run_forever waits and tries again)
             log.exception("worker could not fire timers", extra={"instance": instance_id})
             firings = _record_crash(factory, instance_id, clock, exc)
-        if firings is None:
-            stats.skipped += 1
-            continue
         for firing in firings:
             _log(firing)
         stats.firings.extend(firings)
-        fired = sum(1 for f in firings if f.outcome == "fired")
-        stats.fired += fired
+        stats.fired += sum(1 for f in firings if f.outcome == "fired")
         if any(f.outcome in ("retry", "failed") for f in firings):
             stats.failed += 1
         if firings:
@@ -267,7 +275,8 @@ def run_forever(factory: sessionmaker[Session], clock: Clock | None = None, *, i
             continue
         failures = 0
         if stats.fired or stats.failed:
-            log.info("worker pass", extra={"fired": stats.fired, "failed": stats.failed, "skipped": stats.skipped})
+            log.info("worker pass", extra={"fired": stats.fired, "failed": stats.failed,
+                                           "instances": len(stats.instances)})
         if not stats.instances:
             stop.wait(interval)
     log.info("worker stopped")

@@ -87,16 +87,17 @@ def test_an_instance_another_transaction_holds_is_skipped_not_fired_twice(org):
     if org.backend != "postgresql":
         pytest.skip("row locks with SKIP LOCKED are PostgreSQL's; SQLite lets one writer in at a time")
     wk.deploy_models(org, wait=wk.catch_timer(value="PT1H"))
-    iid = wk.start(org, "wait")
+    first_id, second_id = wk.start(org, "wait"), wk.start(org, "wait")
     org.clock.at = T0 + timedelta(hours=2)
     with org.transaction() as first:
-        (firing,) = worker.fire_instance(first, iid, org.clock)  # holds the lock, not committed yet
+        (firing,) = worker.fire_instance(first, first_id, org.clock)  # holds the lock, not committed yet
         assert firing.outcome == "fired"
         with org.transaction() as second:
-            assert worker.fire_instance(second, iid, org.clock) is None  # skipped, not waited for
+            assert worker.fire_instance(second, first_id, org.clock) is None  # skipped, not waited for
+            assert worker.claim_due_instance(second, org.clock).id == second_id  # the next one instead
     with org.transaction() as third:
-        assert worker.fire_instance(third, iid, org.clock) == []  # committed: nothing due any more
-    assert wk.check_fired_at_most_once(org, [iid]) == ({iid}, set())
+        assert worker.fire_instance(third, first_id, org.clock) == []  # committed: nothing due any more
+    assert wk.check_fired_at_most_once(org, [first_id, second_id]) == ({first_id}, {second_id})
 
 
 def test_a_worker_pass_is_not_stuck_on_an_instance_it_cannot_load(org):
