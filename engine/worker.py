@@ -45,6 +45,8 @@ MAX_ATTEMPTS = 4
 #: timers of one instance fired in one transaction when a jump in time makes cycles fall due again
 MAX_ROUNDS = 100
 WORKER = "system"
+#: how many of the most overdue timers a claim picks its instance from (more than workers run at once)
+CLAIM_WINDOW = 50
 
 
 @dataclass
@@ -74,18 +76,21 @@ def _due(now: datetime):
 
 
 def claim_due_instance(session: Session, clock: Clock, exclude: list[int] | tuple = ()) -> ProcessInstance | None:
-    """Lock the instance with the most overdue timer that no other transaction holds (PostgreSQL:
-    `FOR UPDATE SKIP LOCKED`, so workers never wait for each other nor take the same instance)."""
+    """Lock an instance among those with the most overdue timers that no other transaction holds
+    (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers never wait for each other nor take the same one).
+
+    The candidates are the instances of the `CLAIM_WINDOW` most overdue timers, read from the timers
+    index alone; only then is one instance row locked (sorting due rows joined with their instances'
+    state would cost a sort of the whole backlog for every claim)."""
+    candidates = select(Timer.instance_id).where(*_due(clock.now())).order_by(Timer.due_at).limit(CLAIM_WINDOW)
+    if exclude:
+        candidates = candidates.where(Timer.instance_id.not_in(list(exclude)))
     query = (
-        select(ProcessInstance).join(Timer, Timer.instance_id == ProcessInstance.id)
-        .where(*_due(clock.now()))
-        .order_by(Timer.due_at, Timer.id)
+        select(ProcessInstance).where(ProcessInstance.id.in_(candidates.scalar_subquery()))
         .limit(1)
         .with_for_update(of=ProcessInstance, skip_locked=True)
         .execution_options(populate_existing=True)
     )
-    if exclude:
-        query = query.where(ProcessInstance.id.not_in(list(exclude)))
     return session.scalar(query)
 
 
