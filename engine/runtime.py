@@ -380,8 +380,7 @@ class Runtime:
                 self._save(instance, workflow)
         except Exception as exc:  # noqa: BLE001 - any failure of model code becomes an incident
             self._incident(instance, exc, actor=actor, action=action)
-            loaded = self.specs.get(instance.definition)
-            workflow = serialization.load_state(snapshot, loaded.spec, loaded.subprocess_specs,
+            workflow = serialization.load_state(snapshot, workflow.spec, workflow.subprocess_specs,
                                                 script_engine=make_script_engine())
             self._save(instance, workflow, describe_failures_as_incidents=True)
 

@@ -7,7 +7,9 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from SpiffWorkflow.bpmn.specs.control import BpmnStartTask
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.task import TaskState
 
 from . import serialization
 from .models import ProcessDefinition
@@ -15,6 +17,8 @@ from .models import ProcessDefinition
 
 @dataclass(frozen=True)
 class LoadedDefinition:
+    """A deployed version, shared by every instance that runs on it (see `_prewire`)."""
+
     definition_id: int
     spec: object
     subprocess_specs: dict
@@ -38,6 +42,7 @@ class SpecCache:
                 self._items.move_to_end(key)
                 return hit
         spec, subprocess_specs, defaults = serialization.spec_from_json(definition.spec_json)
+        _prewire(spec, subprocess_specs)
         loaded = LoadedDefinition(definition.id, spec, subprocess_specs, json.loads(definition.forms_json or "{}"),
                                   defaults, _has_timers(spec, subprocess_specs))
         with self._lock:
@@ -55,6 +60,35 @@ def _has_timers(spec, subprocess_specs: dict) -> bool:
             if any(isinstance(d, TimerEventDefinition) for d in inner):
                 return True
     return False
+
+
+def _prewire(spec, subprocess_specs: dict) -> None:
+    """Wire every triggerable event subprocess to its process's start, once, when a version is loaded.
+
+    SpiffWorkflow starts a message or signal event subprocess with `BpmnStartTask.trigger_wf`, which
+    connects its task spec to the start and the end the first time: it changes the spec. A spec shared
+    by all instances of a version would then make every later case (and every called process started
+    later) wait for that event subprocess. Wired up front, `trigger_wf` finds nothing to change, and
+    `_start_predict_hook` keeps a start from creating those tasks by itself: they appear only when
+    triggered (SpiffWorkflow marks them `triggered` and never removes them); the end join waits only
+    for tasks that exist.
+    """
+    for process in [spec, *subprocess_specs.values()]:
+        start = getattr(process, "start", None)
+        for name in getattr(start, "trigger_specs", ()):
+            task_spec = process.task_specs[name]
+            if start not in task_spec.inputs:
+                start.connect(task_spec)
+                task_spec.connect(process.end)
+
+
+def _start_predict_hook(self, my_task):
+    best_state = TaskState.FUTURE if my_task.has_state(TaskState.DEFINITE_MASK) else my_task.state
+    triggers = set(self.trigger_specs)
+    my_task._sync_children([spec for spec in self.outputs if spec.name not in triggers], best_state)
+
+
+BpmnStartTask._predict_hook = _start_predict_hook
 
 
 DEFAULT_CACHE = SpecCache()

@@ -727,3 +727,16 @@ def test_a_consultation_called_from_an_intervention_can_be_escalated():
     with run.db.transaction() as s:
         assert Run._incidents(s, run.instance_id) == []
     assert "Task_LksReview" in run.ready()
+
+
+def test_an_escalation_in_one_case_does_not_change_any_other_case():
+    """SpiffWorkflow wires a triggered event subprocess into the process spec, which every case of a
+    version shares: other cases, older and newer, must neither wait for an escalation nor get one."""
+    older = commissioned(request_recorded())
+    escalated("statewide")
+    newer = commissioned(request_recorded())
+    for run in (older, newer):
+        assert "Task_LksReview" not in run.ready()
+        finish_consultation(run)
+        assert run.completed, run.ready()
+        assert run.ended_at() == ["EndEvent_ConsultationClosed"]
