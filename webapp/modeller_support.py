@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from flask_babel import format_datetime
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,8 +19,8 @@ from engine.deploy import FORM_SUFFIX, latest_form
 from engine.identity import ROLES
 from engine.models import Draft, Unit
 
-ROLE_NAMES = {"counsellor": "Beratende", "lead": "Leitung", "coordinator": "Koordination (LKS)",
-              "supervisor": "Aufsicht", "admin": "Verwaltung"}
+ROLE_NAMES = {"counsellor": _l("Beratende"), "lead": _l("Leitung"), "coordinator": _l("Koordination (LKS)"),
+              "supervisor": _l("Aufsicht"), "admin": _l("Verwaltung")}
 CANDIDATE_ROLES = ("counsellor", "lead", "coordinator")
 
 

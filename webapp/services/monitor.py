@@ -28,7 +28,8 @@ ACTIONS = {"start": _l("gestartet"), "complete": _l("erledigt"), "claim": _l("ü
            "timer": _l("Frist abgelaufen"), "cancel": _l("abgebrochen"), "end": _l("abgeschlossen"),
            "incident": _l("Störung"), "retry": _l("erneut versucht"), "comment": _l("Kommentar geschrieben"),
            "attach": _l("Datei hochgeladen"), "download": _l("Datei heruntergeladen"),
-           "migrate": _l("auf eine andere Version umgestellt")}
+           "migrate": _l("auf eine andere Version umgestellt"), "read": _l("Fall angesehen"),
+           "data": _l("Daten korrigiert")}
 METRICS = {"new": _l("neu"), "running": _l("laufend am Ende des Zeitraums"), "closed": _l("beendet")}
 METRIC_TITLES = {"new": _l("Neue Fälle"), "running": _l("Laufende Fälle"), "closed": _l("Beendete Fälle")}
 GRANULARITIES = {"month": _l("Monate"), "quarter": _l("Quartale"), "year": _l("Jahr")}
@@ -37,7 +38,7 @@ MONTHS = [_l("Januar"), _l("Februar"), _l("März"), _l("April"), _l("Mai"), _l("
 FIXED = {
     fig.TOTAL: _l("Insgesamt"), fig.NONE: _l("ohne Angabe"), "open": _l("noch offen"),
     "yes": _l("ja"), "no": _l("nein"), "count": _l("Anzahl"), "rate": _l("Quote"),
-    "mean": _l("Durchschnitt (Tage)"), "median": _l("Median (Tage)"), "p90": _l("90 % innerhalb von (Tagen)"),
+    "mean": _l("Durchschnitt (Tage)"), "median": _l("Median (Tage)"), "p90": _l("90-%-Wert (Tage)"),
     "on_time": _l("fristgerecht erledigt"), "late": _l("verspätet erledigt"), "withdrawn": _l("zurückgezogen"),
     "overdue": _l("offen, überfällig"), "pending": _l("offen, in der Frist"),
 }
