@@ -56,12 +56,14 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
             row.state = "withdrawn"
             row.ended_at = now
             session.execute(delete(TaskCandidate).where(TaskCandidate.task_id == row.id))
+    new_ids = [task_id for task_id in ready if task_id not in known]
+    # a finished row with the same id is history: never reopen it
+    finished = set(session.scalars(select(Task.id).where(Task.id.in_(new_ids)))) if new_ids else set()
     created = []
-    for task_id, spiff_task in ready.items():
-        if task_id in known:
+    for task_id in new_ids:
+        if task_id in finished:
             continue
-        if session.get(Task, task_id) is not None:
-            continue  # a finished row with the same id: never reopen history
+        spiff_task = ready[task_id]
         info = describe(spiff_task)
         row = Task(
             id=task_id,
