@@ -11,7 +11,7 @@ from flask_login import login_required
 
 from engine import policy
 from engine.errors import FallwerkError
-from engine.models import CaseAttachment
+from engine.models import CaseAttachment, Unit
 from engine.policy import Permission
 
 from .. import database
@@ -52,6 +52,7 @@ def _page(instance, *, status: int = 200, comment_form=None, attachment_form=Non
         cancel_form=cancel_form or (CancelForm() if can(Permission.CASE_CANCEL) else None),
         escalation_form=escalation_form or (EscalationForm() if escalation else None),
         workable={t.id for t in open_tasks if policy.can(user, Permission.TASK_WORK, t)},
+        unit=session.get(Unit, instance.responsible_unit) if instance.responsible_unit else None,
     ), status
 
 
