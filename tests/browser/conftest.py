@@ -117,9 +117,10 @@ def sqlite_live_server(sqlite_network, tmp_path) -> LiveServer:
 
 
 # --- the browser -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """Debian's Chromium, launched once per test run."""
+    """Debian's Chromium, launched once per test module. Not per session: Playwright's sync API allows one
+    running instance per thread, and other modules start their own."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs Debian's package")
     if not (DIST / "diagram.js").exists():
