@@ -21,7 +21,8 @@ from engine.models import ProcessDefinition, ProcessInstance, Task, TaskCandidat
 VIEWS = ("mine", "team")
 SORTS = ("due", "priority", "created")
 DUES = ("", "overdue", "soon")
-COUNT_CAP = 1000
+MANY = 1000
+COUNT_CAP = 99  # a tab shows "99+" beyond: nobody reads a larger count, and counting stays cheap
 
 
 @dataclass(frozen=True)
@@ -213,10 +214,10 @@ def decode_cursor(text: str | None, sort: str = "due") -> list | None:
 
 
 def many_candidates(session: Session, user: User) -> bool:
-    """Whether the user is candidate of more than COUNT_CAP tasks (open or not): an index-only count that
+    """Whether the user is candidate of more than MANY tasks (open or not): an index-only count that
     picks how the team view is read (see `_base`)."""
-    limited = _candidate_ids(user).limit(COUNT_CAP + 1).subquery()
-    return (session.scalar(select(func.count()).select_from(limited)) or 0) > COUNT_CAP
+    limited = _candidate_ids(user).limit(MANY + 1).subquery()
+    return (session.scalar(select(func.count()).select_from(limited)) or 0) > MANY
 
 
 def count(session: Session, user: User, f: InboxFilter, view: str, *, now: datetime, soon_days: int = 2,
@@ -257,8 +258,9 @@ def inbox(session: Session, user: User, f: InboxFilter, *, now: datetime, after:
     rows = [InboxRow(t, numbers.get(t.instance_id, ""), names.get(t.process_key, t.process_key),
                      overdue=bool(t.due_at and t.due_at < now), due_soon=bool(t.due_at and now <= t.due_at < soon))
             for t in tasks]
-    return InboxPage(rows, counts, _cursor(tasks[-1], f.sort) if more else None,
-                     {v for v, n in counts.items() if n > COUNT_CAP})
+    capped = {v for v, n in counts.items() if n > COUNT_CAP}
+    counts = {v: min(n, COUNT_CAP) for v, n in counts.items()}  # shown as "99+"
+    return InboxPage(rows, counts, _cursor(tasks[-1], f.sort) if more else None, capped)
 
 
 def process_names(session: Session) -> dict[str, str]:
