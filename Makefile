@@ -47,8 +47,11 @@ lint: setup  ## ruff over the whole tree
 test: setup chromium lint  ## run the whole test suite (PostgreSQL too when FALLWERK_TEST_POSTGRES_URL is set)
 	$(BIN)/python -m pytest
 
-bench: setup  ## run the benchmarks and print their figures
+bench: setup  ## run the benchmarks and print their figures (PostgreSQL rows need FALLWERK_TEST_POSTGRES_URL)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/web.py
+	$(BIN)/python bench/monitor.py
+	$(BIN)/python bench/timers.py
 
 clean:  ## remove the virtualenv, JavaScript packages, bundles and local state
 	rm -rf $(VENV) node_modules webapp/static/dist instance .pytest_cache .ruff_cache
