@@ -325,6 +325,20 @@ def lint_document(root, process_ids: set, decision_ids: set):
         if process.get("isExecutable", "true") != "true":
             continue
         yield from _lint_scope(process)
+        yield from _lint_event_subprocesses(process)
+
+
+def _lint_event_subprocesses(process):
+    """SpiffWorkflow 3.2 runs every event subprocess as non-interrupting: say so where the model asks
+    for an interrupting one (BPMN's default for an event subprocess's start event)."""
+    for sub in process.iter(_b("subProcess")):
+        if sub.get("triggeredByEvent") != "true":
+            continue
+        for start in sub.iterfind(_b("startEvent")):
+            if start.get("isInterrupting", "true") == "true":
+                yield start.get("id"), "warning", (
+                    "interrupting event subprocesses are not supported: it runs without interrupting the "
+                    'process; set isInterrupting="false" or model the interruption with a boundary event')
 
 
 def _expression(text, node, what, mode="eval"):
