@@ -85,13 +85,16 @@ def postgres_admin_url(cli_url: str | None) -> str | None:
     return url
 
 
-def fresh_postgres(admin_url: str) -> str:
+def fresh_postgres(admin_url: str, database: str = PG_DATABASE) -> str:
+    """A new, migrated database of that name on the admin URL's server; returns its URL."""
+    if admin_url.startswith("postgresql://"):
+        admin_url = "postgresql+psycopg://" + admin_url.removeprefix("postgresql://")
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {PG_DATABASE}"))
+        conn.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {database}"))
     admin.dispose()
-    url = make_url(admin_url).set(database=PG_DATABASE).render_as_string(hide_password=False)
+    url = make_url(admin_url).set(database=database).render_as_string(hide_password=False)
     engine = dbmod.make_engine(url)
     upgrade(engine)
     engine.dispose()

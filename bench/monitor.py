@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, insert, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import insert, select, text  # noqa: E402
 
+from bench import engine as bench_engine  # noqa: E402
 from engine import db as dbmod  # noqa: E402
 from engine import demo, identity  # noqa: E402
 from engine.clock import FixedClock  # noqa: E402
@@ -80,18 +80,7 @@ def fresh_sqlite(directory: str) -> str:
 
 
 def fresh_postgres(admin_url: str) -> str:
-    if admin_url.startswith("postgresql://"):
-        admin_url = "postgresql+psycopg://" + admin_url.removeprefix("postgresql://")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {PG_DATABASE}"))
-    admin.dispose()
-    url = make_url(admin_url).set(database=PG_DATABASE).render_as_string(hide_password=False)
-    engine = dbmod.make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
+    return bench_engine.fresh_postgres(admin_url, PG_DATABASE)
 
 
 # --- seeding -------------------------------------------------------------------------------------------------

@@ -43,9 +43,9 @@ from urllib.parse import urlencode, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, select, text, update  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import select, update  # noqa: E402
 
+from bench import engine as bench_engine  # noqa: E402
 from bench.engine import analyze, pct, populate_inbox  # noqa: E402
 from engine import db as dbmod  # noqa: E402
 from engine import identity  # noqa: E402
@@ -79,16 +79,7 @@ def postgres_admin_url(cli_url: str | None) -> str | None:
 
 
 def fresh_postgres(admin_url: str) -> str:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {PG_DATABASE}"))
-    admin.dispose()
-    url = make_url(admin_url).set(database=PG_DATABASE).render_as_string(hide_password=False)
-    engine = dbmod.make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
+    return bench_engine.fresh_postgres(admin_url, PG_DATABASE)
 
 
 def fresh_sqlite(directory: str, name: str) -> str:
