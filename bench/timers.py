@@ -35,13 +35,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
+from bench.engine import fresh_postgres  # noqa: E402
 from engine import db as dbmod  # noqa: E402
 from engine.clock import Clock  # noqa: E402
 from engine.deploy import deploy  # noqa: E402
-from engine.migrate import upgrade  # noqa: E402
 from engine.models import AuditEvent, Task, Timer  # noqa: E402
 from engine.runtime import Runtime  # noqa: E402
 from tests.workerkit import catch_timer  # noqa: E402
@@ -66,16 +65,7 @@ def admin_url(cli_url: str | None) -> str:
 
 
 def fresh_database(admin: str, name: str) -> str:
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    engine = dbmod.make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
+    return fresh_postgres(admin, name)
 
 
 def seed(factory, clock: Clock, dues: list[datetime], per_transaction: int) -> float:

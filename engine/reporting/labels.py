@@ -8,18 +8,17 @@ territories come from the organisation tables. Everything is read per request an
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..memo import Memo
 from ..models import ProcessDefinition, Territory, Unit
 from ..specs import DEFAULT_CACHE, SpecCache
 
-_cache: dict[tuple, object] = {}
-_lock = threading.Lock()
+_memo = Memo(512)
 
 
 @dataclass
@@ -73,7 +72,7 @@ def element_names(definition: ProcessDefinition, *, specs: SpecCache = DEFAULT_C
                     names.setdefault(task_spec.bpmn_id, task_spec.bpmn_name or task_spec.bpmn_id)
         return names
 
-    return _cached(("names", definition.content_hash), build)
+    return _memo.get(("names", definition.content_hash), build)
 
 
 #: element types a case waits at (the "current step" a list can be filtered by)
@@ -94,7 +93,7 @@ def waiting_elements(definition: ProcessDefinition, *, specs: SpecCache = DEFAUL
                     found.setdefault(task_spec.bpmn_id, task_spec.bpmn_name or task_spec.bpmn_id)
         return sorted(found.items(), key=lambda item: item[1].lower())
 
-    return _cached(("waiting", definition.content_hash), build)
+    return _memo.get(("waiting", definition.content_hash), build)
 
 
 def form_labels(definition: ProcessDefinition) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
@@ -115,7 +114,7 @@ def form_labels(definition: ProcessDefinition) -> tuple[dict[str, dict[str, str]
                                                                str(option.get("label", option["value"])))
         return options, fields
 
-    return _cached(("forms", definition.content_hash), build)
+    return _memo.get(("forms", definition.content_hash), build)
 
 
 def _components(components: Iterable) -> Iterable[dict]:
@@ -123,15 +122,3 @@ def _components(components: Iterable) -> Iterable[dict]:
         if isinstance(component, dict):
             yield component
             yield from _components(component.get("components") or [])
-
-
-def _cached(key: tuple, build):
-    with _lock:
-        if key in _cache:
-            return _cache[key]
-    value = build()
-    with _lock:
-        if len(_cache) > 512:
-            _cache.clear()
-        _cache[key] = value
-    return value

@@ -6,7 +6,6 @@ change once deployed).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,34 +18,22 @@ from sqlalchemy.orm import Session
 
 from engine import policy
 from engine.forms import DisplayValue, FormDefinition
+from engine.memo import Memo
 from engine.models import AuditEvent, DeploymentResource, Membership, ProcessDefinition, ProcessInstance, Task, User
 from engine.runtime import Runtime, task_form
 from engine.specs import LoadedDefinition
 
 ESCALATION_MESSAGE = "escalation_requested"
-_cache: dict[tuple, Any] = {}
-_lock = threading.Lock()
-
-
-def _cached(key: tuple, build):
-    with _lock:
-        if key in _cache:
-            return _cache[key]
-    value = build()
-    with _lock:
-        if len(_cache) > 2048:
-            _cache.clear()
-        _cache[key] = value
-    return value
+_memo = Memo(2048)
 
 
 def form_for(definition: ProcessDefinition, loaded: LoadedDefinition, task_spec) -> FormDefinition | None:
     key = ("form", definition.content_hash, task_spec.bpmn_id or task_spec.name)
-    return _cached(key, lambda: task_form(task_spec, loaded.forms))
+    return _memo.get(key, lambda: task_form(task_spec, loaded.forms))
 
 
 def wtforms_class(definition: ProcessDefinition, form: FormDefinition, element: str, base: type) -> type:
-    return _cached(("class", definition.content_hash, element, base), lambda: form.wtforms_class(base=base))
+    return _memo.get(("class", definition.content_hash, element, base), lambda: form.wtforms_class(base=base))
 
 
 def element_names(definition: ProcessDefinition, loaded: LoadedDefinition) -> dict[str, str]:
@@ -58,7 +45,7 @@ def element_names(definition: ProcessDefinition, loaded: LoadedDefinition) -> di
                     names.setdefault(task_spec.bpmn_id, task_spec.bpmn_name or task_spec.bpmn_id)
         return names
 
-    return _cached(("names", definition.content_hash), build)
+    return _memo.get(("names", definition.content_hash), build)
 
 
 def start_form(definition: ProcessDefinition, loaded: LoadedDefinition) -> tuple[str, FormDefinition] | None:
@@ -72,7 +59,7 @@ def start_form(definition: ProcessDefinition, loaded: LoadedDefinition) -> tuple
     if definition.start_form and definition.start_form in loaded.forms:
         from engine.forms import load_form
 
-        return "start", _cached(("start", definition.content_hash),
+        return "start", _memo.get(("start", definition.content_hash),
                                 lambda: load_form(loaded.forms[definition.start_form]))
     return None
 
@@ -239,7 +226,7 @@ def task_spec_for(definition: ProcessDefinition, loaded: LoadedDefinition, eleme
                     return task_spec
         return None
 
-    return _cached(("spec", definition.content_hash, element_id), build)
+    return _memo.get(("spec", definition.content_hash, element_id), build)
 
 
 @dataclass
