@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from .models import AuditEvent
@@ -22,19 +23,21 @@ def record(
     element_id: str | None = None,
     changed_keys: Iterable[str] = (),
     **detail,
-) -> AuditEvent:
-    event = AuditEvent(
-        at=at,
-        actor=actor,
-        action=action,
-        instance_id=instance_id,
-        task_id=task_id,
-        element_id=element_id,
-        changed_keys=",".join(sorted(changed_keys)),
-        detail=json.dumps(detail, default=str, sort_keys=True) if detail else "",
-    )
-    session.add(event)
-    return event
+) -> None:
+    """Write one event now, in the session's transaction (a plain insert: no object to flush)."""
+    session.connection().execute(_INSERT, {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "instance_id": instance_id,
+        "task_id": task_id,
+        "element_id": element_id,
+        "changed_keys": ",".join(sorted(changed_keys)),
+        "detail": json.dumps(detail, default=str, sort_keys=True) if detail else "",
+    })
+
+
+_INSERT = insert(AuditEvent.__table__)
 
 
 def changed_keys(before: dict, after: dict) -> set[str]:

@@ -15,8 +15,10 @@ from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDef
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from . import audit
 from .models import ProcessInstance, Task, TaskCandidate, Timer
@@ -39,60 +41,72 @@ def waiting_human_tasks(workflow) -> list:
 
 
 def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: datetime,
-               describe: Callable) -> list[Task]:
+               describe: Callable) -> list[dict]:
     """Insert rows for new READY human tasks and withdraw rows whose task is no longer READY.
 
-    `describe(spiff_task)` returns the resolved attributes of a new task (see runtime._describe).
-    Returns the rows created.
+    `describe(spiff_task)` returns the resolved attributes of a new task (see runtime._describe); it
+    runs for every new task before anything is written, so a task it cannot describe changes nothing.
+    Plain statements on the session's connection: one query (the instance's open rows, and finished
+    rows sharing a new task's id), then inserts (and updates if tasks were withdrawn). Rows changed
+    in this transaction must be written first (see `write_task`). Returns the values of the rows created.
     """
     ready = {str(t.id): t for t in waiting_human_tasks(workflow)}
-    open_rows = session.scalars(
-        select(Task).where(Task.instance_id == instance.id, Task.state == "open")
-    ).all()
-    known = set()
-    for row in open_rows:
-        known.add(row.id)
-        if row.id not in ready:
-            row.state = "withdrawn"
-            row.ended_at = now
-            session.execute(delete(TaskCandidate).where(TaskCandidate.task_id == row.id))
-    new_ids = [task_id for task_id in ready if task_id not in known]
+    conn = session.connection()
+    rows = conn.execute(select(Task.id, Task.state).where(or_(
+        and_(Task.instance_id == instance.id, Task.state == "open"), Task.id.in_(list(ready))))).all()
+    known = {task_id for task_id, _ in rows}
     # a finished row with the same id is history: never reopen it
-    finished = set(session.scalars(select(Task.id).where(Task.id.in_(new_ids)))) if new_ids else set()
-    created = []
-    for task_id in new_ids:
-        if task_id in finished:
-            continue
-        spiff_task = ready[task_id]
-        info = describe(spiff_task)
-        row = Task(
-            id=task_id,
-            instance_id=instance.id,
-            process_key=instance.process_key,
-            element_id=spiff_task.task_spec.bpmn_id or spiff_task.task_spec.name,
-            title=(spiff_task.task_spec.bpmn_name or spiff_task.task_spec.bpmn_id or "")[:255],
-            kind=task_kind(spiff_task.task_spec),
-            lane=spiff_task.task_spec.lane,
-            form_ref=info.get("form_ref"),
-            form_key=info.get("form_key"),
-            candidate_users=",".join(info["candidate_users"]),
-            candidate_groups=",".join(info["candidate_groups"]),
-            assignee=info.get("assignee"),
-            due_at=info.get("due_at"),
-            follow_up_at=info.get("follow_up_at"),
-            priority=info.get("priority", 50),
-            state="open",
-            created_at=now,
-        )
-        session.add(row)
-        for user in info["candidate_users"]:
-            session.add(TaskCandidate(task_id=task_id, kind="user", value=user))
-        for group in info["candidate_groups"]:
-            session.add(TaskCandidate(task_id=task_id, kind="group", value=group))
-        for user in info.get("excluded_users", ()):
-            session.add(TaskCandidate(task_id=task_id, kind="not", value=user))
-        created.append(row)
+    described = {task_id: describe(spiff_task) for task_id, spiff_task in ready.items() if task_id not in known}
+    withdrawn = [task_id for task_id, state in rows if state == "open" and task_id not in ready]
+    if withdrawn:
+        conn.execute(update(Task.__table__).where(Task.id.in_(withdrawn)).values(state="withdrawn", ended_at=now))
+        conn.execute(delete(TaskCandidate.__table__).where(TaskCandidate.task_id.in_(withdrawn)))
+        _expire(session, withdrawn)
+    created, candidates = [], []
+    for task_id, info in described.items():
+        spec = ready[task_id].task_spec
+        created.append({
+            "id": task_id,
+            "instance_id": instance.id,
+            "process_key": instance.process_key,
+            "element_id": spec.bpmn_id or spec.name,
+            "title": (spec.bpmn_name or spec.bpmn_id or "")[:255],
+            "kind": task_kind(spec),
+            "lane": spec.lane,
+            "form_ref": info.get("form_ref"),
+            "form_key": info.get("form_key"),
+            "candidate_users": ",".join(info["candidate_users"]),
+            "candidate_groups": ",".join(info["candidate_groups"]),
+            "assignee": info.get("assignee"),
+            "due_at": info.get("due_at"),
+            "follow_up_at": info.get("follow_up_at"),
+            "priority": info.get("priority", 50),
+            "state": "open",
+            "created_at": now,
+        })
+        for kind, values in (("user", info["candidate_users"]), ("group", info["candidate_groups"]),
+                             ("not", info.get("excluded_users", ()))):
+            candidates += [{"task_id": task_id, "kind": kind, "value": value} for value in values]
+    if created:
+        conn.execute(insert(Task.__table__), created)
+    if candidates:
+        conn.execute(insert(TaskCandidate.__table__), candidates)
     return created
+
+
+def write_task(session: Session, row: Task, **values) -> None:
+    """Update a task's row now, with a plain statement, and the loaded `row` with it."""
+    session.connection().execute(update(Task.__table__).where(Task.id == row.id).values(**values))
+    for name, value in values.items():
+        set_committed_value(row, name, value)
+
+
+def _expire(session: Session, task_ids: list[str]) -> None:
+    """Loaded rows of these tasks read their changed values again when next used."""
+    for task_id in task_ids:
+        row = session.identity_map.get(identity_key(Task, task_id))
+        if row is not None:
+            session.expire(row)
 
 
 # --- timers ----------------------------------------------------------------------------------------------
@@ -222,7 +236,18 @@ def _cycles_between(workflow, row: Timer) -> list[datetime]:
     return found
 
 
-def sync_timers(session: Session, instance: ProcessInstance, workflow, *, now: datetime) -> None:
+def waiting_timers(workflow) -> dict[str, tuple[datetime, str]]:
+    """{task id: (due instant, timer element id)} of every timer the workflow waits for."""
+    waiting = {}
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        found = waiting_timer(task)
+        if found is not None:
+            waiting[str(task.id)] = found
+    return waiting
+
+
+def sync_timers(session: Session, instance: ProcessInstance, workflow, *, now: datetime,
+                waiting: dict[str, tuple[datetime, str]] | None = None) -> None:
     """Mirror the waiting timers of `workflow` into the timers table, and record the ones that fired.
 
     One `waiting` row per waiting timer task and due instant. A row whose timer fired becomes
@@ -231,12 +256,7 @@ def sync_timers(session: Session, instance: ProcessInstance, workflow, *, now: d
     gave up on it, see worker.py) stays failed while its timer still waits, and becomes `fired`
     once a retry got the timer through.
     """
-    waiting: dict[str, tuple[datetime, str]] = {}
-    if instance.status == "running":
-        for task in workflow.get_tasks(state=TaskState.WAITING):
-            found = waiting_timer(task)
-            if found is not None:
-                waiting[str(task.id)] = found
+    waiting = {} if instance.status != "running" else dict(waiting_timers(workflow) if waiting is None else waiting)
     rows = session.scalars(
         select(Timer).where(Timer.instance_id == instance.id, Timer.state.in_(("waiting", "failed")))
         .order_by(Timer.id)

@@ -16,6 +16,7 @@ import functools
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from uuid import UUID
@@ -25,7 +26,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.camunda.specs.user_task import Form as CamundaForm
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import String, cast, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from . import audit, mirror, serialization
@@ -40,8 +41,7 @@ from .errors import (
     ValidationFailed,
 )
 from .forms import deep_merge
-from .identity import get_user, groups_of
-from .models import Incident, ProcessDefinition, ProcessInstance, Task, Unit
+from .models import Incident, Membership, ProcessDefinition, ProcessInstance, Task, TaskCandidate, Unit, User
 from .parser import MessageEventDefinition as ParsedMessageEventDefinition
 from .reporting import facts as reporting_facts
 from .specs import DEFAULT_CACHE, SpecCache
@@ -111,23 +111,35 @@ class Runtime:
 
     # --- human tasks ---------------------------------------------------------------------------------
     def complete(self, task_id: str, *, user: str, data: dict | None = None) -> ProcessInstance:
-        row = self._task_row(task_id)
-        instance, workflow = self._load_for_task(row, user)
-        spiff_task = workflow.get_task_from_id(UUID(task_id))
+        instance, row = self._lock_task(task_id)
+        stored = instance.state_json
+        workflow = self._load_ready(instance, row)
         self._may_act(row, user)
+        spiff_task = workflow.get_task_from_id(UUID(task_id))
         clean = self.validate_task_data(row, spiff_task, dict(data or {}), loaded=self.specs.get(instance.definition))
         before = copy.deepcopy(spiff_task.data)
-        spiff_task.data = deep_merge(spiff_task.data, clean)
+
+        def act(workflow: BpmnWorkflow) -> None:
+            spiff_task = workflow.get_task_from_id(UUID(task_id))
+            spiff_task.data = deep_merge(spiff_task.data, clean)
+            with engine_time(self.clock):
+                spiff_task.run()
+
+        def replay() -> BpmnWorkflow:
+            again = self._load(instance, stored)
+            with engine_time(self.clock):
+                again.refresh_timers()
+            act(again)
+            return again
+
         now = self.clock.now()
-        with engine_time(self.clock):
-            spiff_task.run()
-        row.state, row.ended_at, row.completed_by, row.draft_json = "completed", now, user, None
-        if row.assignee is None:
-            row.assignee = user
+        act(workflow)
+        mirror.write_task(self.session, row, state="completed", ended_at=now, completed_by=user, draft_json=None,
+                          assignee=row.assignee or user)
         audit.record(self.session, at=now, actor=user, action="complete", instance_id=instance.id,
                      task_id=task_id, element_id=row.element_id,
                      changed_keys=audit.changed_keys(before, spiff_task.data))
-        self._advance(instance, workflow, actor=user)
+        self._advance(instance, workflow, actor=user, replay=replay)
         return instance
 
     def save_draft(self, task_id: str, *, user: str, data: dict) -> Task:
@@ -292,10 +304,10 @@ class Runtime:
             raise NotFound(f"no instance {instance_id}")
         return instance
 
-    def _load(self, instance: ProcessInstance) -> BpmnWorkflow:
+    def _load(self, instance: ProcessInstance, state: str | None = None) -> BpmnWorkflow:
         loaded = self.specs.get(instance.definition)
-        return serialization.load_state(instance.state_json, loaded.spec, loaded.subprocess_specs,
-                                        script_engine=make_script_engine())
+        return serialization.load_state(instance.state_json if state is None else state, loaded.spec,
+                                        loaded.subprocess_specs, script_engine=make_script_engine())
 
     def load_workflow(self, instance: ProcessInstance) -> BpmnWorkflow:
         """Read-only access for views: the restored workflow of an instance (not locked)."""
@@ -313,11 +325,23 @@ class Runtime:
             raise StaleTask(_stale_message(row), element_id=row.element_id)
         return row
 
-    def _load_for_task(self, row: Task, user: str):
-        instance = self._lock(row.instance_id)
-        self.session.refresh(row)
+    def _lock_task(self, task_id: str) -> tuple[ProcessInstance, Task]:
+        """The task's instance, locked, and the task's row as it is under that lock; it must be open."""
+        instance = self.session.scalar(
+            select(ProcessInstance)
+            .where(ProcessInstance.id == select(Task.instance_id).where(Task.id == task_id).scalar_subquery())
+            .with_for_update(of=ProcessInstance)
+            .execution_options(populate_existing=True)
+        )
+        if instance is None:
+            raise NotFound(f"no task {task_id}")
+        row = self.session.scalar(select(Task).where(Task.id == task_id).execution_options(populate_existing=True))
         if row.state != "open" or instance.status != "running":
             raise StaleTask(_stale_message(row), element_id=row.element_id)
+        return instance, row
+
+    def _load_ready(self, instance: ProcessInstance, row: Task) -> BpmnWorkflow:
+        """The instance's workflow, in which the task of `row` is still READY."""
         workflow = self._load(instance)
         # A boundary timer that fell due withdraws the task: find out before accepting a completion.
         with engine_time(self.clock):
@@ -335,30 +359,43 @@ class Runtime:
         spiff_task = probe.get_task_from_id(UUID(row.id)) if UUID(row.id) in _all_ids(probe) else None
         if spiff_task is None or spiff_task.state != TaskState.READY:
             raise StaleTask("the task was withdrawn because its deadline passed", element_id=row.element_id)
-        return instance, workflow
+        return workflow
 
     def _may_act(self, row: Task, username: str, *, claiming: bool = False) -> None:
-        user = get_user(self.session, username)
-        if not user.is_active:
+        access = self._access(row, username)
+        if not access.active:
             raise PermissionDenied(f"user {username} is deactivated")
-        if not may_work_on(row, username, groups_of(user), self._candidates(row)):
+        if not may_work_on(row, username, access.groups, access.candidates):
             raise PermissionDenied(f"{username} is not a candidate for this task", element_id=row.element_id)
         if not claiming and row.assignee not in (None, username):
             raise PermissionDenied(f"task is assigned to {row.assignee}", element_id=row.element_id)
 
-    def _candidates(self, row: Task) -> dict[str, set[str]]:
-        from .models import TaskCandidate
-
-        result: dict[str, set[str]] = {"user": set(), "group": set(), "not": set()}
-        for c in self.session.scalars(select(TaskCandidate).where(TaskCandidate.task_id == row.id)):
-            result.setdefault(c.kind, set()).add(c.value)
-        return result
+    def _access(self, row: Task, username: str) -> _Access:
+        """Whether the user is active, their groups and the task's candidates, read in one query."""
+        user = select(User.id).where(User.username == username).scalar_subquery()
+        rows = self.session.execute(union_all(
+            select(literal_column("'active'"), cast(User.is_active, String), literal_column("''"))
+            .where(User.username == username),
+            select(literal_column("'member'"), Membership.unit_id, Membership.role).where(Membership.user_id == user),
+            select(literal_column("'candidate'"), TaskCandidate.kind, TaskCandidate.value)
+            .where(TaskCandidate.task_id == row.id),
+        )).all()
+        access = _Access()
+        for what, first, second in rows:
+            if what == "active":
+                access.exists, access.active = True, first in ("1", "true")
+            elif what == "member":
+                access.groups |= {first, f"{first}:{second}"}
+            else:
+                access.candidates.setdefault(first, set()).add(second)
+        if not access.exists:
+            raise NotFound(f"Unknown user '{username}'")
+        return access
 
     def _is_lead_for(self, row: Task, username: str) -> bool:
-        user = get_user(self.session, username)
-        leads = {m.unit_id for m in user.memberships if m.role == "lead"}
-        groups = self._candidates(row)["group"]
-        return any(g.split(":", 1)[0] in leads for g in groups)
+        access = self._access(row, username)
+        leads = {group.split(":", 1)[0] for group in access.groups if group.endswith(":lead")}
+        return any(g.split(":", 1)[0] in leads for g in access.candidates["group"])
 
     def _require_running(self, instance: ProcessInstance) -> None:
         if instance.status != "running":
@@ -369,19 +406,29 @@ class Runtime:
             select(Incident).where(Incident.instance_id == instance_id, Incident.resolved_at.is_(None))
         ))
 
-    def _advance(self, instance: ProcessInstance, workflow: BpmnWorkflow, *, actor: str, action: str = "run") -> None:
-        """Run engine steps and save; on failure keep the last good state and record an incident."""
-        snapshot = serialization.dump_state(workflow)
+    def _advance(self, instance: ProcessInstance, workflow: BpmnWorkflow, *, actor: str, action: str = "run",
+                 replay: Callable[[], BpmnWorkflow] | None = None) -> None:
+        """Run engine steps and save; on failure keep the last good state and record an incident.
+
+        The last good state is the workflow as it is now, before the steps: `replay()` rebuilds it
+        when the steps fail (cheaper than a snapshot that is almost never used); without it, a
+        snapshot is taken. `_save` changes nothing before the last step that runs model code has
+        succeeded, so after a failure the good state is saved instead (no savepoint needed).
+        """
+        if replay is None:
+            snapshot = serialization.dump_state(workflow)
+            spec, subprocess_specs = workflow.spec, workflow.subprocess_specs
+
+            def replay() -> BpmnWorkflow:
+                return serialization.load_state(snapshot, spec, subprocess_specs, script_engine=make_script_engine())
         try:
-            with self.session.begin_nested():
-                with engine_time(self.clock):
-                    workflow.refresh_timers()
-                    workflow.do_engine_steps()
-                self._save(instance, workflow)
+            with engine_time(self.clock):
+                workflow.refresh_timers()
+                workflow.do_engine_steps()
+            self._save(instance, workflow)
         except Exception as exc:  # noqa: BLE001 - any failure of model code becomes an incident
             self._incident(instance, exc, actor=actor, action=action)
-            workflow = serialization.load_state(snapshot, workflow.spec, workflow.subprocess_specs,
-                                                script_engine=make_script_engine())
+            workflow = replay()
             self._save(instance, workflow, describe_failures_as_incidents=True)
 
     def _incident(self, instance: ProcessInstance, exc: Exception, *, actor: str, action: str) -> Incident:
@@ -399,8 +446,28 @@ class Runtime:
 
     def _save(self, instance: ProcessInstance, workflow: BpmnWorkflow, *,
               describe_failures_as_incidents: bool = False) -> None:
+        """Store the state, mirror tasks and timers, update the facts; one flush at the end.
+
+        What can fail on the model's account (state that cannot be stored, task attributes that cannot
+        be resolved, timer values) is computed before the first change to the session.
+        """
         now = self.clock.now()
-        instance.state_json = serialization.dump_state(workflow)
+        state = serialization.dump_state(workflow)
+        timers = mirror.waiting_timers(workflow) if self.specs.get(instance.definition).has_timers else None
+        describe = functools.partial(self._describe, instance, now=now)
+        if describe_failures_as_incidents:
+            describe = functools.partial(self._describe_or_incident, instance, now=now)
+        with self.session.no_autoflush:
+            created = mirror.sync_tasks(self.session, instance, workflow, now=now, describe=describe)
+            self._save_instance(instance, workflow, state, now=now)
+            if timers is not None:
+                mirror.sync_timers(self.session, instance, workflow, now=now, waiting=timers)
+            reporting_facts.record(self.session, instance, workflow, now=now,  # the figures read these
+                                   new_groups=[g for row in created for g in row["candidate_groups"].split(",")])
+        self.session.flush()
+
+    def _save_instance(self, instance: ProcessInstance, workflow: BpmnWorkflow, state: str, *, now: datetime) -> None:
+        instance.state_json = state
         instance.serializer_version = serialization.SERIALIZER_VERSION
         instance.updated_at = now
         if instance.status == "running" and workflow.is_completed():
@@ -412,14 +479,6 @@ class Runtime:
         active = [t.task_spec.bpmn_id for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING
                                                                   | TaskState.STARTED) if t.task_spec.bpmn_id]
         instance.active_elements = ",".join(sorted(set(active)))[:4000]
-        describe = functools.partial(self._describe, instance, now=now)
-        if describe_failures_as_incidents:
-            describe = functools.partial(self._describe_or_incident, instance, now=now)
-        mirror.sync_tasks(self.session, instance, workflow, now=now, describe=describe)
-        if self.specs.get(instance.definition).has_timers:
-            mirror.sync_timers(self.session, instance, workflow, now=now)
-        reporting_facts.record(self.session, instance, workflow, now=now)  # the figures read these
-        self.session.flush()
 
     def _describe_or_incident(self, instance: ProcessInstance, spiff_task, *, now: datetime) -> dict:
         """Like `_describe`, but a task whose attributes cannot be resolved goes to its initiator."""
@@ -465,6 +524,14 @@ class Runtime:
 
 
 # --- helpers -----------------------------------------------------------------------------------------
+@dataclass
+class _Access:
+    exists: bool = False
+    active: bool = False
+    groups: set[str] = field(default_factory=set)
+    candidates: dict[str, set[str]] = field(default_factory=lambda: {"user": set(), "group": set(), "not": set()})
+
+
 def may_work_on(row: Task, username: str, groups: set[str], candidates: dict[str, set[str]]) -> bool:
     if username in candidates.get("not", ()):
         return False

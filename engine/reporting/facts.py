@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -147,9 +147,12 @@ def escalations(workflow) -> list[Escalation]:
     return [e for _, e in sorted(found, key=lambda item: (item[0], item[1].key))]
 
 
-def record(session: Session, instance: ProcessInstance, workflow, *, now: datetime) -> CaseFact | None:
+def record(session: Session, instance: ProcessInstance, workflow, *, now: datetime,
+           new_groups: Iterable[str] | None = None) -> CaseFact | None:
     """Bring the facts of `instance` up to date (called by the runtime at the end of every save).
 
+    `new_groups` are the candidate groups of the tasks this save created: a case that had a task for
+    the network keeps that fact, so only new tasks can change it (without them, every task is read).
     Reading the facts never stops casework: if the data cannot be read, the previous facts stay (logged).
     """
     try:
@@ -162,6 +165,9 @@ def record(session: Session, instance: ProcessInstance, workflow, *, now: dateti
     if row is None:
         row = CaseFact(instance_id=instance.id, topics="", escalations=0)
         session.add(row)
+        known = False
+    else:
+        known = new_groups is not None
     row.process_key, row.status = instance.process_key, instance.status
     row.started_at, row.ended_at = instance.started_at, instance.ended_at
     row.ended_month = month_number(instance.ended_at)
@@ -176,17 +182,20 @@ def record(session: Session, instance: ProcessInstance, workflow, *, now: dateti
         setattr(row, name, getattr(facts, name))
     for name in INDICATORS:
         setattr(row, f"indicator_{name}", facts.indicators.get(name))
-    row.network = _network(session, instance.id)
+    row.network = (bool(row.network) if known else _network(session, instance.id)) \
+        or any(_is_network(g) for g in new_groups or ())
     _sync_topics(session, row, facts.topics)
     _sync_escalations(session, row, facts.escalations, now=now)
     return row
 
 
 def _network(session: Session, instance_id: int) -> bool:
-    for groups in session.scalars(select(Task.candidate_groups).where(Task.instance_id == instance_id)):
-        if any(g.strip().endswith(NETWORK_SUFFIX) for g in (groups or "").split(",")):
-            return True
-    return False
+    groups = session.scalars(select(Task.candidate_groups).where(Task.instance_id == instance_id))
+    return any(_is_network(g) for text in groups for g in (text or "").split(","))
+
+
+def _is_network(group: str) -> bool:
+    return group.strip().endswith(NETWORK_SUFFIX)
 
 
 def _sync_topics(session: Session, row: CaseFact, topics: list[str]) -> None:
