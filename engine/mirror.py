@@ -15,7 +15,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDef
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -52,8 +52,7 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
     """
     ready = {str(t.id): t for t in waiting_human_tasks(workflow)}
     conn = session.connection()
-    rows = conn.execute(select(Task.id, Task.state).where(or_(
-        and_(Task.instance_id == instance.id, Task.state == "open"), Task.id.in_(list(ready))))).all()
+    rows = conn.execute(_OPEN_OR_KNOWN, {"instance_id": instance.id, "ids": list(ready)}).all()
     known = {task_id for task_id, _ in rows}
     # a finished row with the same id is history: never reopen it
     described = {task_id: describe(spiff_task) for task_id, spiff_task in ready.items() if task_id not in known}
@@ -88,17 +87,28 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
                              ("not", info.get("excluded_users", ()))):
             candidates += [{"task_id": task_id, "kind": kind, "value": value} for value in values]
     if created:
-        conn.execute(insert(Task.__table__), created)
+        conn.execute(_INSERT_TASK, created)
     if candidates:
-        conn.execute(insert(TaskCandidate.__table__), candidates)
+        conn.execute(_INSERT_CANDIDATE, candidates)
     return created
 
 
-def write_task(session: Session, row: Task, **values) -> None:
-    """Update a task's row now, with a plain statement, and the loaded `row` with it."""
-    session.connection().execute(update(Task.__table__).where(Task.id == row.id).values(**values))
+def complete_task(session: Session, row: Task, *, user: str, now: datetime) -> None:
+    """Mark a task's row completed now (a plain update), and the loaded `row` with it."""
+    values = {"state": "completed", "ended_at": now, "completed_by": user, "draft_json": None,
+              "assignee": row.assignee or user}
+    session.connection().execute(_COMPLETE_TASK, {"task_id": row.id, **values})
     for name, value in values.items():
         set_committed_value(row, name, value)
+
+
+_OPEN_OR_KNOWN = select(Task.id, Task.state).where(or_(
+    and_(Task.instance_id == bindparam("instance_id"), Task.state == "open"),
+    Task.id.in_(bindparam("ids", expanding=True))))
+_INSERT_TASK = insert(Task.__table__)
+_INSERT_CANDIDATE = insert(TaskCandidate.__table__)
+_COMPLETE_TASK = update(Task.__table__).where(Task.id == bindparam("task_id")).values(
+    {name: bindparam(name) for name in ("state", "ended_at", "completed_by", "draft_json", "assignee")})
 
 
 def _expire(session: Session, task_ids: list[str]) -> None:

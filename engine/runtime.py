@@ -26,8 +26,10 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.camunda.specs.user_task import Form as CamundaForm
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import String, cast, literal_column, select, union_all
+from sqlalchemy import String, bindparam, cast, literal_column, select, union_all, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from . import audit, mirror, serialization
 from .clock import Clock, engine_time
@@ -134,8 +136,7 @@ class Runtime:
 
         now = self.clock.now()
         act(workflow)
-        mirror.write_task(self.session, row, state="completed", ended_at=now, completed_by=user, draft_json=None,
-                          assignee=row.assignee or user)
+        mirror.complete_task(self.session, row, user=user, now=now)
         audit.record(self.session, at=now, actor=user, action="complete", instance_id=instance.id,
                      task_id=task_id, element_id=row.element_id,
                      changed_keys=audit.changed_keys(before, spiff_task.data))
@@ -327,15 +328,10 @@ class Runtime:
 
     def _lock_task(self, task_id: str) -> tuple[ProcessInstance, Task]:
         """The task's instance, locked, and the task's row as it is under that lock; it must be open."""
-        instance = self.session.scalar(
-            select(ProcessInstance)
-            .where(ProcessInstance.id == select(Task.instance_id).where(Task.id == task_id).scalar_subquery())
-            .with_for_update(of=ProcessInstance)
-            .execution_options(populate_existing=True)
-        )
+        instance = self.session.scalar(_LOCK_BY_TASK, {"task_id": task_id})
         if instance is None:
             raise NotFound(f"no task {task_id}")
-        row = self.session.scalar(select(Task).where(Task.id == task_id).execution_options(populate_existing=True))
+        row = self.session.scalar(_TASK_ROW, {"task_id": task_id})
         if row.state != "open" or instance.status != "running":
             raise StaleTask(_stale_message(row), element_id=row.element_id)
         return instance, row
@@ -372,14 +368,7 @@ class Runtime:
 
     def _access(self, row: Task, username: str) -> _Access:
         """Whether the user is active, their groups and the task's candidates, read in one query."""
-        user = select(User.id).where(User.username == username).scalar_subquery()
-        rows = self.session.execute(union_all(
-            select(literal_column("'active'"), cast(User.is_active, String), literal_column("''"))
-            .where(User.username == username),
-            select(literal_column("'member'"), Membership.unit_id, Membership.role).where(Membership.user_id == user),
-            select(literal_column("'candidate'"), TaskCandidate.kind, TaskCandidate.value)
-            .where(TaskCandidate.task_id == row.id),
-        )).all()
+        rows = self.session.connection().execute(_ACCESS, {"username": username, "task_id": row.id}).all()
         access = _Access()
         for what, first, second in rows:
             if what == "active":
@@ -467,18 +456,25 @@ class Runtime:
         self.session.flush()
 
     def _save_instance(self, instance: ProcessInstance, workflow: BpmnWorkflow, state: str, *, now: datetime) -> None:
-        instance.state_json = state
-        instance.serializer_version = serialization.SERIALIZER_VERSION
-        instance.updated_at = now
+        """Write the instance's row now (a plain update under the optimistic version check), and the
+        loaded `instance` with it; changes the caller made to other attributes are flushed as usual."""
+        values = {"state_json": state, "serializer_version": serialization.SERIALIZER_VERSION, "updated_at": now,
+                  "status": instance.status, "ended_at": instance.ended_at}
         if instance.status == "running" and workflow.is_completed():
-            instance.status, instance.ended_at = "completed", now
+            values["status"], values["ended_at"] = "completed", now
             audit.record(self.session, at=now, actor=SYSTEM, action="end", instance_id=instance.id)
-        data = instance_data(workflow)
-        unit = data.get("responsible_unit")
-        instance.responsible_unit = unit if isinstance(unit, str) else instance.responsible_unit
+        unit = instance_data(workflow).get("responsible_unit")
+        values["responsible_unit"] = unit if isinstance(unit, str) else instance.responsible_unit
         active = [t.task_spec.bpmn_id for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING
                                                                   | TaskState.STARTED) if t.task_spec.bpmn_id]
-        instance.active_elements = ",".join(sorted(set(active)))[:4000]
+        values["active_elements"] = ",".join(sorted(set(active)))[:4000]
+        values["lock_version"] = instance.lock_version + 1
+        written = self.session.connection().execute(
+            _SAVE_INSTANCE, {**values, "instance_id": instance.id, "expected_version": instance.lock_version})
+        if written.rowcount != 1:
+            raise StaleDataError(f"instance {instance.id} was changed by someone else")
+        for name, value in values.items():
+            set_committed_value(instance, name, value)
 
     def _describe_or_incident(self, instance: ProcessInstance, spiff_task, *, now: datetime) -> dict:
         """Like `_describe`, but a task whose attributes cannot be resolved goes to its initiator."""
@@ -521,6 +517,31 @@ class Runtime:
             if lane_l in (unit.id.lower(), unit.name.lower()):
                 return [unit.id]
         return []
+
+
+# --- statements of the hot path, built once ---------------------------------------------------------
+_LOCK_BY_TASK = (
+    select(ProcessInstance)
+    .where(ProcessInstance.id == select(Task.instance_id).where(Task.id == bindparam("task_id")).scalar_subquery())
+    .with_for_update(of=ProcessInstance)
+    .execution_options(populate_existing=True)
+)
+_SAVE_INSTANCE = (
+    update(ProcessInstance.__table__)
+    .where(ProcessInstance.id == bindparam("instance_id"),
+           ProcessInstance.lock_version == bindparam("expected_version"))
+    .values({name: bindparam(name) for name in ("state_json", "serializer_version", "updated_at", "status", "ended_at",
+                                                 "responsible_unit", "active_elements", "lock_version")})
+)
+_TASK_ROW = select(Task).where(Task.id == bindparam("task_id")).execution_options(populate_existing=True)
+_ACCESS = union_all(
+    select(literal_column("'active'"), cast(User.is_active, String), literal_column("''"))
+    .where(User.username == bindparam("username")),
+    select(literal_column("'member'"), Membership.unit_id, Membership.role)
+    .where(Membership.user_id == select(User.id).where(User.username == bindparam("username")).scalar_subquery()),
+    select(literal_column("'candidate'"), TaskCandidate.kind, TaskCandidate.value)
+    .where(TaskCandidate.task_id == bindparam("task_id")),
+)
 
 
 # --- helpers -----------------------------------------------------------------------------------------

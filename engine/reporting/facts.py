@@ -31,8 +31,9 @@ from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from ..models import CaseEscalation, CaseFact, CaseFactTopic, ProcessInstance, Task
 from .periods import month_number
@@ -148,11 +149,12 @@ def escalations(workflow) -> list[Escalation]:
 
 
 def record(session: Session, instance: ProcessInstance, workflow, *, now: datetime,
-           new_groups: Iterable[str] | None = None) -> CaseFact | None:
+           new_groups: Iterable[str] | None = None) -> None:
     """Bring the facts of `instance` up to date (called by the runtime at the end of every save).
 
     `new_groups` are the candidate groups of the tasks this save created: a case that had a task for
     the network keeps that fact, so only new tasks can change it (without them, every task is read).
+    Plain statements: one read, and a write only of what changed (most saves change nothing here).
     Reading the facts never stops casework: if the data cannot be read, the previous facts stay (logged).
     """
     try:
@@ -160,33 +162,43 @@ def record(session: Session, instance: ProcessInstance, workflow, *, now: dateti
     except Exception:
         log.exception("case facts could not be read; the figures keep the previous ones",
                       extra={"instance": instance.id})
-        return session.get(CaseFact, instance.id)
-    row = session.get(CaseFact, instance.id)
-    if row is None:
-        row = CaseFact(instance_id=instance.id, topics="", escalations=0)
-        session.add(row)
-        known = False
-    else:
-        known = new_groups is not None
-    row.process_key, row.status = instance.process_key, instance.status
-    row.started_at, row.ended_at = instance.started_at, instance.ended_at
-    row.ended_month = month_number(instance.ended_at)
-    row.request, row.proactive = facts.request, facts.proactive
-    if facts.request and row.opened_at is None:
+        return
+    conn = session.connection()
+    stored = conn.execute(_STORED, {"instance_id": instance.id}).mappings().first()
+    values = {
+        "process_key": instance.process_key, "status": instance.status,
+        "started_at": instance.started_at, "ended_at": instance.ended_at,
+        "ended_month": month_number(instance.ended_at),
+        "request": facts.request, "proactive": facts.proactive,
+        "unit": code(instance.responsible_unit) or facts.unit,
+        **{name: getattr(facts, name) for name in ("territory", "client_type", "primary_topic", "channel",
+                                                    "commission", "closure_reason", "outcome", "experts",
+                                                    "sessions", "approval")},
+        **{f"indicator_{name}": facts.indicators.get(name) for name in INDICATORS},
+    }
+    opened_at = stored["opened_at"] if stored else None
+    if facts.request and opened_at is None:
         # a consultation opens with its instance; one called from an intervention when its request is recorded
-        row.opened_at = instance.started_at if instance.process_key == CONSULTATION else now
-    row.opened_month = month_number(row.opened_at)
-    row.unit = code(instance.responsible_unit) or facts.unit
-    for name in ("territory", "client_type", "primary_topic", "channel", "commission", "closure_reason", "outcome",
-                 "experts", "sessions", "approval"):
-        setattr(row, name, getattr(facts, name))
-    for name in INDICATORS:
-        setattr(row, f"indicator_{name}", facts.indicators.get(name))
-    row.network = (bool(row.network) if known else _network(session, instance.id)) \
-        or any(_is_network(g) for g in new_groups or ())
-    _sync_topics(session, row, facts.topics)
-    _sync_escalations(session, row, facts.escalations, now=now)
-    return row
+        opened_at = instance.started_at if instance.process_key == CONSULTATION else now
+    values["opened_at"], values["opened_month"] = opened_at, month_number(opened_at)
+    had_network = bool(stored["network"]) if stored and new_groups is not None else _network(session, instance.id)
+    values["network"] = had_network or any(_is_network(g) for g in new_groups or ())
+    values["topics"] = _sync_topics(session, instance.id, stored["topics"] if stored else "", facts.topics)
+    values["escalations"] = _sync_escalations(session, instance.id, stored["escalations"] if stored else 0,
+                                              facts.escalations, now=now)
+    if stored is None:
+        conn.execute(insert(_FACTS), {"instance_id": instance.id, **values})
+        return
+    changed = {name: value for name, value in values.items() if stored[name] != value}
+    if changed:
+        conn.execute(update(_FACTS).where(_FACTS.c.instance_id == instance.id).values(changed))
+        loaded = session.identity_map.get(identity_key(CaseFact, instance.id))
+        if loaded is not None:
+            session.expire(loaded)
+
+
+_FACTS = CaseFact.__table__
+_STORED = select(_FACTS).where(_FACTS.c.instance_id == bindparam("instance_id"))
 
 
 def _network(session: Session, instance_id: int) -> bool:
@@ -198,35 +210,38 @@ def _is_network(group: str) -> bool:
     return group.strip().endswith(NETWORK_SUFFIX)
 
 
-def _sync_topics(session: Session, row: CaseFact, topics: list[str]) -> None:
+def _sync_topics(session: Session, instance_id: int, stored: str, topics: list[str]) -> str:
+    """Keep the case's topic rows in step; returns the topics as stored in the facts row."""
     text = ",".join(topics)
-    if row.topics == text:
-        return
-    old = set(filter(None, (row.topics or "").split(",")))
+    if (stored or "") == text:
+        return text
+    old = set(filter(None, (stored or "").split(",")))
     gone, new = old - set(topics), set(topics) - old
     if gone:
-        session.execute(delete(CaseFactTopic).where(CaseFactTopic.instance_id == row.instance_id,
+        session.execute(delete(CaseFactTopic).where(CaseFactTopic.instance_id == instance_id,
                                                     CaseFactTopic.topic.in_(gone)))
     for topic in sorted(new):
-        session.add(CaseFactTopic(instance_id=row.instance_id, topic=topic))
-    row.topics = text
+        session.add(CaseFactTopic(instance_id=instance_id, topic=topic))
+    return text
 
 
-def _sync_escalations(session: Session, row: CaseFact, found: list[Escalation], *, now: datetime) -> None:
-    if not found and not row.escalations:
-        return
+def _sync_escalations(session: Session, instance_id: int, stored: int, found: list[Escalation], *,
+                      now: datetime) -> int:
+    """Keep the case's escalation rows in step; returns how many there are."""
+    if not found and not stored:
+        return 0
     existing = {e.key: e for e in session.scalars(
-        select(CaseEscalation).where(CaseEscalation.instance_id == row.instance_id))}
+        select(CaseEscalation).where(CaseEscalation.instance_id == instance_id))}
     for escalation in found:
-        stored = existing.get(escalation.key)
-        if stored is None:
-            stored = CaseEscalation(instance_id=row.instance_id, key=escalation.key, requested_at=now)
-            session.add(stored)
-        stored.kind = escalation.kind
-        if stored.decision != escalation.decision:
-            stored.decision = escalation.decision
-            stored.decided_at = now if escalation.decision else None
-    row.escalations = len(found)
+        row = existing.get(escalation.key)
+        if row is None:
+            row = CaseEscalation(instance_id=instance_id, key=escalation.key, requested_at=now)
+            session.add(row)
+        row.kind = escalation.kind
+        if row.decision != escalation.decision:
+            row.decision = escalation.decision
+            row.decided_at = now if escalation.decision else None
+    return len(found)
 
 
 def rebuild(session: Session, *, now: datetime, batch: int = 200) -> int:
