@@ -15,7 +15,8 @@ from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDef
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -40,23 +41,24 @@ def waiting_human_tasks(workflow) -> list:
     return workflow.get_tasks(state=TaskState.READY, manual=True)
 
 
-def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: datetime,
-               describe: Callable) -> list[dict]:
+def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: datetime, describe: Callable,
+               open_tasks: set[str] | None = None) -> list[dict]:
     """Insert rows for new READY human tasks and withdraw rows whose task is no longer READY.
 
     `describe(spiff_task)` returns the resolved attributes of a new task (see runtime._describe); it
     runs for every new task before anything is written, so a task it cannot describe changes nothing.
-    Plain statements on the session's connection: one query (the instance's open rows, and finished
-    rows sharing a new task's id), then inserts (and updates if tasks were withdrawn). Rows changed
-    in this transaction must be written first (see `write_task`). Returns the values of the rows created.
+    `open_tasks` are the ids of the instance's open rows if the caller has read them in this
+    transaction; otherwise they are read here. Rows changed in this transaction must be written
+    first (see `complete_task`). Plain statements on the session's connection; a finished row with
+    the id of a new task is history and stays as it is (the inserts skip existing ids). Returns the
+    values of the rows created.
     """
     ready = {str(t.id): t for t in waiting_human_tasks(workflow)}
     conn = session.connection()
-    rows = conn.execute(_OPEN_OR_KNOWN, {"instance_id": instance.id, "ids": list(ready)}).all()
-    known = {task_id for task_id, _ in rows}
-    # a finished row with the same id is history: never reopen it
-    described = {task_id: describe(spiff_task) for task_id, spiff_task in ready.items() if task_id not in known}
-    withdrawn = [task_id for task_id, state in rows if state == "open" and task_id not in ready]
+    if open_tasks is None:
+        open_tasks = set(conn.scalars(_OPEN_TASKS, {"instance_id": instance.id}))
+    described = {task_id: describe(spiff_task) for task_id, spiff_task in ready.items() if task_id not in open_tasks}
+    withdrawn = [task_id for task_id in open_tasks if task_id not in ready]
     if withdrawn:
         conn.execute(update(Task.__table__).where(Task.id.in_(withdrawn)).values(state="withdrawn", ended_at=now))
         conn.execute(delete(TaskCandidate.__table__).where(TaskCandidate.task_id.in_(withdrawn)))
@@ -87,9 +89,9 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
                              ("not", info.get("excluded_users", ()))):
             candidates += [{"task_id": task_id, "kind": kind, "value": value} for value in values]
     if created:
-        conn.execute(_INSERT_TASK, created)
+        conn.execute(_insert_new(Task, conn), created)
     if candidates:
-        conn.execute(_INSERT_CANDIDATE, candidates)
+        conn.execute(_insert_new(TaskCandidate, conn), candidates)
     return created
 
 
@@ -102,11 +104,14 @@ def complete_task(session: Session, row: Task, *, user: str, now: datetime) -> N
         set_committed_value(row, name, value)
 
 
-_OPEN_OR_KNOWN = select(Task.id, Task.state).where(or_(
-    and_(Task.instance_id == bindparam("instance_id"), Task.state == "open"),
-    Task.id.in_(bindparam("ids", expanding=True))))
-_INSERT_TASK = insert(Task.__table__)
-_INSERT_CANDIDATE = insert(TaskCandidate.__table__)
+def _insert_new(model, conn):
+    """An insert of `model` rows that skips rows whose key exists already (on either database)."""
+    return _INSERT_NEW[conn.dialect.name, model]
+
+
+_INSERT_NEW = {(dialect.__name__.rsplit(".", 1)[-1], model): dialect.insert(model.__table__).on_conflict_do_nothing()
+               for dialect in (postgresql, sqlite) for model in (Task, TaskCandidate)}
+_OPEN_TASKS = select(Task.id).where(Task.instance_id == bindparam("instance_id"), Task.state == "open")
 _COMPLETE_TASK = update(Task.__table__).where(Task.id == bindparam("task_id")).values(
     {name: bindparam(name) for name in ("state", "ended_at", "completed_by", "draft_json", "assignee")})
 

@@ -16,7 +16,7 @@ import functools
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from uuid import UUID
@@ -26,7 +26,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.camunda.specs.user_task import Form as CamundaForm
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import String, bindparam, cast, literal_column, select, union_all, update
+from sqlalchemy import String, and_, bindparam, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -43,7 +43,7 @@ from .errors import (
     ValidationFailed,
 )
 from .forms import deep_merge
-from .models import Incident, Membership, ProcessDefinition, ProcessInstance, Task, TaskCandidate, Unit, User
+from .models import CaseFact, Incident, Membership, ProcessDefinition, ProcessInstance, Task, TaskCandidate, Unit, User
 from .parser import MessageEventDefinition as ParsedMessageEventDefinition
 from .reporting import facts as reporting_facts
 from .specs import DEFAULT_CACHE, SpecCache
@@ -113,10 +113,10 @@ class Runtime:
 
     # --- human tasks ---------------------------------------------------------------------------------
     def complete(self, task_id: str, *, user: str, data: dict | None = None) -> ProcessInstance:
-        instance, row = self._lock_task(task_id)
+        instance, row, read = self._lock_task(task_id, user)
         stored = instance.state_json
         workflow = self._load_ready(instance, row)
-        self._may_act(row, user)
+        self._may_act(row, user, access=read.access)
         spiff_task = workflow.get_task_from_id(UUID(task_id))
         clean = self.validate_task_data(row, spiff_task, dict(data or {}), loaded=self.specs.get(instance.definition))
         before = copy.deepcopy(spiff_task.data)
@@ -140,7 +140,8 @@ class Runtime:
         audit.record(self.session, at=now, actor=user, action="complete", instance_id=instance.id,
                      task_id=task_id, element_id=row.element_id,
                      changed_keys=audit.changed_keys(before, spiff_task.data))
-        self._advance(instance, workflow, actor=user, replay=replay)
+        read.open_tasks.discard(task_id)
+        self._advance(instance, workflow, actor=user, replay=replay, read=read)
         return instance
 
     def save_draft(self, task_id: str, *, user: str, data: dict) -> Task:
@@ -326,15 +327,20 @@ class Runtime:
             raise StaleTask(_stale_message(row), element_id=row.element_id)
         return row
 
-    def _lock_task(self, task_id: str) -> tuple[ProcessInstance, Task]:
-        """The task's instance, locked, and the task's row as it is under that lock; it must be open."""
-        instance = self.session.scalar(_LOCK_BY_TASK, {"task_id": task_id})
-        if instance is None:
+    def _lock_task(self, task_id: str, username: str) -> tuple[ProcessInstance, Task, _Read]:
+        """The task's instance, locked; the task's row as it is under that lock (it must be open); the
+        user's access to it; and what the save will need of the instance's other rows (its open tasks,
+        its facts). Two queries."""
+        found = self.session.execute(_LOCK_BY_TASK, {"task_id": task_id, "username": username}).first()
+        if found is None:
             raise NotFound(f"no task {task_id}")
-        row = self.session.scalar(_TASK_ROW, {"task_id": task_id})
+        instance, facts, *access = found
+        rows = self.session.scalars(_TASK_ROWS, {"task_id": task_id, "instance_id": instance.id}).all()
+        row = next(r for r in rows if r.id == task_id)
         if row.state != "open" or instance.status != "running":
             raise StaleTask(_stale_message(row), element_id=row.element_id)
-        return instance, row
+        return instance, row, _Read(open_tasks={r.id for r in rows if r.state == "open"},
+                                    facts=reporting_facts.as_values(facts), access=_Access.parse(username, *access))
 
     def _load_ready(self, instance: ProcessInstance, row: Task) -> BpmnWorkflow:
         """The instance's workflow, in which the task of `row` is still READY."""
@@ -357,8 +363,8 @@ class Runtime:
             raise StaleTask("the task was withdrawn because its deadline passed", element_id=row.element_id)
         return workflow
 
-    def _may_act(self, row: Task, username: str, *, claiming: bool = False) -> None:
-        access = self._access(row, username)
+    def _may_act(self, row: Task, username: str, *, claiming: bool = False, access: _Access | None = None) -> None:
+        access = access or self._access(row, username)
         if not access.active:
             raise PermissionDenied(f"user {username} is deactivated")
         if not may_work_on(row, username, access.groups, access.candidates):
@@ -368,18 +374,8 @@ class Runtime:
 
     def _access(self, row: Task, username: str) -> _Access:
         """Whether the user is active, their groups and the task's candidates, read in one query."""
-        rows = self.session.connection().execute(_ACCESS, {"username": username, "task_id": row.id}).all()
-        access = _Access()
-        for what, first, second in rows:
-            if what == "active":
-                access.exists, access.active = True, first in ("1", "true")
-            elif what == "member":
-                access.groups |= {first, f"{first}:{second}"}
-            else:
-                access.candidates.setdefault(first, set()).add(second)
-        if not access.exists:
-            raise NotFound(f"Unknown user '{username}'")
-        return access
+        found = self.session.connection().execute(_ACCESS, {"username": username, "task_id": row.id}).one()
+        return _Access.parse(username, *found)
 
     def _is_lead_for(self, row: Task, username: str) -> bool:
         access = self._access(row, username)
@@ -396,13 +392,14 @@ class Runtime:
         ))
 
     def _advance(self, instance: ProcessInstance, workflow: BpmnWorkflow, *, actor: str, action: str = "run",
-                 replay: Callable[[], BpmnWorkflow] | None = None) -> None:
+                 replay: Callable[[], BpmnWorkflow] | None = None, read: _Read | None = None) -> None:
         """Run engine steps and save; on failure keep the last good state and record an incident.
 
         The last good state is the workflow as it is now, before the steps: `replay()` rebuilds it
         when the steps fail (cheaper than a snapshot that is almost never used); without it, a
         snapshot is taken. `_save` changes nothing before the last step that runs model code has
         succeeded, so after a failure the good state is saved instead (no savepoint needed).
+        `read`: see `_save`.
         """
         if replay is None:
             snapshot = serialization.dump_state(workflow)
@@ -414,11 +411,11 @@ class Runtime:
             with engine_time(self.clock):
                 workflow.refresh_timers()
                 workflow.do_engine_steps()
-            self._save(instance, workflow)
+            self._save(instance, workflow, read=read)
         except Exception as exc:  # noqa: BLE001 - any failure of model code becomes an incident
             self._incident(instance, exc, actor=actor, action=action)
             workflow = replay()
-            self._save(instance, workflow, describe_failures_as_incidents=True)
+            self._save(instance, workflow, describe_failures_as_incidents=True, read=read)
 
     def _incident(self, instance: ProcessInstance, exc: Exception, *, actor: str, action: str) -> Incident:
         element_id, message = describe_error(exc)
@@ -434,8 +431,11 @@ class Runtime:
         return incident
 
     def _save(self, instance: ProcessInstance, workflow: BpmnWorkflow, *,
-              describe_failures_as_incidents: bool = False) -> None:
+              describe_failures_as_incidents: bool = False, read: _Read | None = None) -> None:
         """Store the state, mirror tasks and timers, update the facts; one flush at the end.
+
+        `read`: the instance's open task rows and facts, if the caller read them under the lock
+        already (otherwise they are read here).
 
         What can fail on the model's account (state that cannot be stored, task attributes that cannot
         be resolved, timer values) is computed before the first change to the session.
@@ -447,12 +447,14 @@ class Runtime:
         if describe_failures_as_incidents:
             describe = functools.partial(self._describe_or_incident, instance, now=now)
         with self.session.no_autoflush:
-            created = mirror.sync_tasks(self.session, instance, workflow, now=now, describe=describe)
+            created = mirror.sync_tasks(self.session, instance, workflow, now=now, describe=describe,
+                                        open_tasks=read.open_tasks if read else None)
             self._save_instance(instance, workflow, state, now=now)
             if timers is not None:
                 mirror.sync_timers(self.session, instance, workflow, now=now, waiting=timers)
             reporting_facts.record(self.session, instance, workflow, now=now,  # the figures read these
-                                   new_groups=[g for row in created for g in row["candidate_groups"].split(",")])
+                                   new_groups=[g for row in created for g in row["candidate_groups"].split(",")],
+                                   stored=read.facts if read else reporting_facts.UNREAD)
         self.session.flush()
 
     def _save_instance(self, instance: ProcessInstance, workflow: BpmnWorkflow, state: str, *, now: datetime) -> None:
@@ -520,8 +522,19 @@ class Runtime:
 
 
 # --- statements of the hot path, built once ---------------------------------------------------------
+_SEPARATOR = "\x1f"
+# whether user `username` is active, their groups, and the candidates of task `task_id`, as three columns
+_ACCESS_COLUMNS = (
+    select(cast(User.is_active, String)).where(User.username == bindparam("username")).scalar_subquery(),
+    select(func.aggregate_strings(Membership.unit_id + ":" + Membership.role, _SEPARATOR))
+    .join(User, User.id == Membership.user_id).where(User.username == bindparam("username")).scalar_subquery(),
+    select(func.aggregate_strings(TaskCandidate.kind + " " + TaskCandidate.value, _SEPARATOR))
+    .where(TaskCandidate.task_id == bindparam("task_id")).scalar_subquery(),
+)
+_ACCESS = select(*_ACCESS_COLUMNS)
 _LOCK_BY_TASK = (
-    select(ProcessInstance)
+    select(ProcessInstance, CaseFact, *_ACCESS_COLUMNS)
+    .outerjoin(CaseFact, CaseFact.instance_id == ProcessInstance.id)
     .where(ProcessInstance.id == select(Task.instance_id).where(Task.id == bindparam("task_id")).scalar_subquery())
     .with_for_update(of=ProcessInstance)
     .execution_options(populate_existing=True)
@@ -533,24 +546,42 @@ _SAVE_INSTANCE = (
     .values({name: bindparam(name) for name in ("state_json", "serializer_version", "updated_at", "status", "ended_at",
                                                  "responsible_unit", "active_elements", "lock_version")})
 )
-_TASK_ROW = select(Task).where(Task.id == bindparam("task_id")).execution_options(populate_existing=True)
-_ACCESS = union_all(
-    select(literal_column("'active'"), cast(User.is_active, String), literal_column("''"))
-    .where(User.username == bindparam("username")),
-    select(literal_column("'member'"), Membership.unit_id, Membership.role)
-    .where(Membership.user_id == select(User.id).where(User.username == bindparam("username")).scalar_subquery()),
-    select(literal_column("'candidate'"), TaskCandidate.kind, TaskCandidate.value)
-    .where(TaskCandidate.task_id == bindparam("task_id")),
+_TASK_ROWS = (
+    select(Task)
+    .where(or_(Task.id == bindparam("task_id"),
+               and_(Task.instance_id == bindparam("instance_id"), Task.state == "open")))
+    .execution_options(populate_existing=True)
 )
 
 
 # --- helpers -----------------------------------------------------------------------------------------
 @dataclass
 class _Access:
-    exists: bool = False
-    active: bool = False
+    active: bool
     groups: set[str] = field(default_factory=set)
     candidates: dict[str, set[str]] = field(default_factory=lambda: {"user": set(), "group": set(), "not": set()})
+
+    @classmethod
+    def parse(cls, username: str, active: str | None, groups: str | None, candidates: str | None) -> _Access:
+        """From the columns of `_ACCESS_COLUMNS`."""
+        if active is None:
+            raise NotFound(f"Unknown user '{username}'")
+        access = cls(active=active in ("1", "true"))
+        for group in filter(None, (groups or "").split(_SEPARATOR)):
+            access.groups |= {group.split(":", 1)[0], group}
+        for candidate in filter(None, (candidates or "").split(_SEPARATOR)):
+            kind, _, value = candidate.partition(" ")
+            access.candidates.setdefault(kind, set()).add(value)
+        return access
+
+
+@dataclass
+class _Read:
+    """Rows of an instance read under its lock, which its save then need not read again."""
+
+    open_tasks: set[str]  # ids of its open task rows
+    facts: Mapping | None  # its case facts row (None: it has none yet)
+    access: _Access  # the acting user's
 
 
 def may_work_on(row: Task, username: str, groups: set[str], candidates: dict[str, set[str]]) -> bool:

@@ -132,6 +132,36 @@ def test_completing_a_task_twice_fails_clearly(org):
         _complete(org, task.id, "bob")
 
 
+def test_completion_checks_who_acts_under_the_lock(org):
+    """Candidates by group and by name, the four-eyes exclusion, deactivated and unknown users."""
+    four_eyes = modelkit.definitions("four_eyes", "\n".join([
+        '<bpmn:startEvent id="start" />',
+        modelkit.user_task("check", "Prüfen", 'camunda:candidateGroups="rz-west" camunda:candidateUsers="otto"',
+                           body='<bpmn:extensionElements><camunda:properties>'
+                                '<camunda:property name="not_user" value="${initiator}" />'
+                                '</camunda:properties></bpmn:extensionElements>'),
+        '<bpmn:endEvent id="end" />',
+        modelkit.flow("f1", "start", "check"), modelkit.flow("f2", "check", "end"),
+    ]))
+    _deploy(org, four_eyes=four_eyes)
+    (task,) = _open(org, _start(org, "four_eyes", user="alice"))
+    with pytest.raises(PermissionDenied, match="not a candidate"):
+        _complete(org, task.id, "alice")  # in the group, but she started it
+    with pytest.raises(PermissionDenied, match="not a candidate"):
+        _complete(org, task.id, "carla")
+    with pytest.raises(NotFound, match="Unknown user"):
+        _complete(org, task.id, "nobody")
+    with org.transaction() as s:
+        get_user(s, "bob").is_active = False
+    with pytest.raises(PermissionDenied, match="deactivated"):
+        _complete(org, task.id, "bob")
+    assert [t.state for t in _open(org, task.instance_id)] == ["open"]
+    assert _complete(org, task.id, "otto").status == "completed"  # named as a candidate
+    with org.transaction() as s:
+        row = s.get(Task, task.id)
+        assert (row.state, row.completed_by, row.assignee) == ("completed", "otto", "otto")
+
+
 def test_claim_unclaim_and_hand_over(org):
     _deploy(org, chain=modelkit.chain(n=1))
     iid = _start(org, "chain")
