@@ -29,12 +29,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session, object_session
 
 from .errors import NotFound
 from .identity import groups_of
-from .models import ProcessDefinition, ProcessInstance, Task, TaskCandidate, Unit, User
+from .models import Membership, ProcessDefinition, ProcessInstance, Task, TaskCandidate, Unit, User
 
 STAFF_ROLES = frozenset({"counsellor", "lead", "coordinator"})
 CASE_ROLES = frozenset({"counsellor", "lead"})
@@ -89,11 +89,17 @@ class Level(enum.IntEnum):
 class CaseFacts:
     """What the policy knows about one case, gathered once per session."""
 
-    units: set[str] = field(default_factory=set)  # units the case belongs to
+    units: set[str] = field(default_factory=set)  # units of its responsible unit and its tasks' groups
     network: bool = False  # a task for a coordinator group
     open_groups: set[str] = field(default_factory=set)  # candidate groups of its open tasks
     people: set[str] = field(default_factory=set)  # assignees, candidate users, completers, starter
     data: Callable[[], Mapping[str, Any]] = dict  # the case data, loaded only when a rule needs it
+    # the starter's counselling units, loaded only when a rule needs them (most answers come before)
+    starter_units: Callable[[], set[str]] = set
+
+    def all_units(self) -> set[str]:
+        """Every unit the case belongs to: its own and its tasks' (`units`) and the starter's."""
+        return self.units | self.starter_units()
 
     def flag(self, key: str) -> bool:
         """A yes in the case data: true, or "given" (a consent recorded as a choice); also inside the
@@ -132,17 +138,20 @@ def is_ministry_member(session: Session, user: User) -> bool:
 
 
 # --- cases ------------------------------------------------------------------------------------------
-def case_facts(session: Session, instance: ProcessInstance) -> CaseFacts:
+def case_facts(session: Session, instance: ProcessInstance, *, tasks: list[Task] | None = None) -> CaseFacts:
+    """The case's facts, gathered once per session. `tasks`: every task row of the instance, when the
+    caller has loaded them anyway (saves the query; ignored once the facts are known)."""
     cache = session.info.setdefault("policy_case_facts", {})
     if instance.id in cache:
         return cache[instance.id]
     facts = CaseFacts(people={instance.started_by})
     if instance.responsible_unit:
         facts.units.add(instance.responsible_unit)
-    rows = session.execute(
-        select(Task.candidate_groups, Task.candidate_users, Task.assignee, Task.completed_by, Task.state)
-        .where(Task.instance_id == instance.id)
-    ).all()
+    if tasks is not None:
+        rows = [(t.candidate_groups, t.candidate_users, t.assignee, t.completed_by, t.state) for t in tasks
+                if t.instance_id == instance.id]
+    else:
+        rows = session.execute(_FACT_ROWS, {"instance_id": instance.id}).all()
     for groups, users, assignee, completed_by, state in rows:
         for group in filter(None, (g.strip() for g in (groups or "").split(","))):
             facts.units.add(group.split(":", 1)[0])
@@ -151,12 +160,21 @@ def case_facts(session: Session, instance: ProcessInstance) -> CaseFacts:
                 facts.open_groups.add(group)
         facts.people.update(u.strip() for u in (users or "").split(",") if u.strip())
         facts.people.update(p for p in (assignee, completed_by) if p)
-    starter = session.scalar(select(User).where(User.username == instance.started_by))
-    if starter is not None:
-        facts.units.update(m.unit_id for m in starter.memberships if m.role in CASE_ROLES)
+    facts.starter_units = _lazy_starter_units(session, instance.started_by)
     facts.data = _lazy_data(session, instance)
     cache[instance.id] = facts
     return facts
+
+
+def _lazy_starter_units(session: Session, username: str) -> Callable[[], set[str]]:
+    loaded: list[set[str]] = []
+
+    def units() -> set[str]:
+        if not loaded:
+            loaded.append(set(session.scalars(_STARTER_UNITS, {"username": username})))
+        return loaded[0]
+
+    return units
 
 
 def _lazy_data(session: Session, instance: ProcessInstance) -> Callable[[], Mapping[str, Any]]:
@@ -202,7 +220,8 @@ def case_level(user: User | None, instance: ProcessInstance) -> Level:
 def _case_level(session: Session, user: User, my_roles: set[str], instance: ProcessInstance) -> Level:
     facts = case_facts(session, instance)
     if my_roles & CASE_ROLES:
-        if units_with(user, CASE_ROLES) & facts.units or user.username in facts.people:
+        mine = units_with(user, CASE_ROLES)
+        if mine & facts.units or user.username in facts.people or mine & facts.starter_units():
             return Level.TEAM
         if user.username in facts.team():
             return Level.TEAM
@@ -231,23 +250,53 @@ def _can_case(user: User, permission: Permission, instance: ProcessInstance) -> 
     if permission is Permission.CASE_CANCEL:
         leads = {m.unit_id for m in user.memberships if m.role == "lead"}
         facts = case_facts(object_session(instance), instance)
-        return running and level == Level.TEAM and (bool(leads & facts.units) or instance.started_by == user.username)
+        return running and level == Level.TEAM and (bool(leads & facts.all_units())
+                                                    or instance.started_by == user.username)
     return False
 
 
 # --- tasks ------------------------------------------------------------------------------------------
 def task_candidates(session: Session, task: Task) -> dict[str, set[str]]:
-    """Candidates of a task: the live rows while it is open, the recorded lists once it is closed."""
-    result: dict[str, set[str]] = {"user": set(), "group": set(), "not": set()}
-    if task.state == "open":
-        for kind, value in session.execute(
-            select(TaskCandidate.kind, TaskCandidate.value).where(TaskCandidate.task_id == task.id)
-        ):
-            result.setdefault(kind, set()).add(value)
-    else:
-        result["user"] = {u for u in (task.candidate_users or "").split(",") if u}
-        result["group"] = {g for g in (task.candidate_groups or "").split(",") if g}
-    return result
+    """Candidates of a task: the live rows while it is open, the recorded lists once it is closed.
+
+    The live rows are read once per session and task (a page asks several questions about one task);
+    any write through the session forgets them (`_forget_candidates`). Treat the result as read-only.
+    """
+    if task.state != "open":
+        return {"user": {u for u in (task.candidate_users or "").split(",") if u},
+                "group": {g for g in (task.candidate_groups or "").split(",") if g}, "not": set()}
+    cache = session.info.setdefault(_CANDIDATES, {})
+    found = cache.get(task.id)
+    if found is None:
+        found = {"user": set(), "group": set(), "not": set()}
+        for kind, value in session.execute(_CANDIDATE_ROWS, {"task_id": task.id}):
+            found.setdefault(kind, set()).add(value)
+        cache[task.id] = found
+    return found
+
+
+def remember_candidates(session: Session, task_id: str, rows) -> None:
+    """Candidates of an open task read by the caller together with the task: (kind, value) pairs."""
+    found: dict[str, set[str]] = {"user": set(), "group": set(), "not": set()}
+    for kind, value in rows:
+        found.setdefault(kind, set()).add(value)
+    session.info.setdefault(_CANDIDATES, {})[task_id] = found
+
+
+_CANDIDATES = "policy_candidates"
+
+
+@event.listens_for(Session, "after_flush")
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_candidates(session: Session, *_args) -> None:
+    session.info.pop(_CANDIDATES, None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _forget_candidates_on_dml(state) -> None:
+    if not state.is_select:  # an UPDATE or DELETE through the session (the task mirror deletes candidates)
+        state.session.info.pop(_CANDIDATES, None)
 
 
 def is_candidate(user: User, task: Task, candidates: Mapping[str, set[str]] | None = None) -> bool:
@@ -287,6 +336,14 @@ def _can_task(user: User, permission: Permission, task: Task) -> bool:
     if permission is Permission.TASK_HAND_OVER:
         return (task.assignee is None and candidate) or mine or leads_for(user, task, candidates)
     return False
+
+
+# statements asked on every task and case page, built once (building costs more than running them)
+_FACT_ROWS = select(Task.candidate_groups, Task.candidate_users, Task.assignee, Task.completed_by,
+                    Task.state).where(Task.instance_id == bindparam("instance_id"))
+_STARTER_UNITS = (select(Membership.unit_id).join(User, User.id == Membership.user_id)
+                  .where(User.username == bindparam("username"), Membership.role.in_(sorted(CASE_ROLES))))
+_CANDIDATE_ROWS = select(TaskCandidate.kind, TaskCandidate.value).where(TaskCandidate.task_id == bindparam("task_id"))
 
 
 # --- the one question -------------------------------------------------------------------------------

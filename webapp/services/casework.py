@@ -13,13 +13,22 @@ from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.orm import Session, defer, lazyload
 
 from engine import policy
 from engine.forms import DisplayValue, FormDefinition
 from engine.memo import Memo
-from engine.models import AuditEvent, DeploymentResource, Membership, ProcessDefinition, ProcessInstance, Task, User
+from engine.models import (
+    AuditEvent,
+    DeploymentResource,
+    Membership,
+    ProcessDefinition,
+    ProcessInstance,
+    Task,
+    TaskCandidate,
+    User,
+)
 from engine.runtime import Runtime, task_form
 from engine.specs import LoadedDefinition
 
@@ -75,10 +84,14 @@ class Step:
 
 
 def completed_steps(session: Session, runtime: Runtime, instance: ProcessInstance, workflow, *,
-                    include_personal: bool) -> list[Step]:
+                    include_personal: bool, tasks: list[Task] | None = None) -> list[Step]:
+    """The completed tasks with their answers, in order; `tasks`: the instance's task rows if loaded."""
     loaded = runtime.specs.get(instance.definition)
-    rows = session.scalars(select(Task).where(Task.instance_id == instance.id, Task.state == "completed")
-                           .order_by(Task.ended_at, Task.created_at, Task.id)).all()
+    if tasks is None:
+        rows = session.scalars(select(Task).where(Task.instance_id == instance.id, Task.state == "completed")
+                               .order_by(Task.ended_at, Task.created_at, Task.id)).all()
+    else:
+        rows = sorted((t for t in tasks if t.state == "completed"), key=lambda t: (t.ended_at, t.created_at, t.id))
     steps = []
     for row in rows:
         step = Step(row, row.title)
@@ -175,9 +188,15 @@ def waits_for_message(workflow, name: str) -> bool:
 
 
 def next_task(session: Session, user: User, instance_id: int) -> Task | None:
-    """The next open task of this case that the user may work on."""
-    for row in session.scalars(select(Task).where(Task.instance_id == instance_id, Task.state == "open")
-                               .order_by(Task.created_at, Task.id)):
+    """The next open task of this case that the user may work on (one query: the open tasks with their
+    candidates, which the policy then needs not read again)."""
+    found: dict[str, tuple[Task, list]] = {}
+    for row, kind, value in session.execute(_OPEN_TASKS_WITH_CANDIDATES, {"instance_id": instance_id}):
+        pairs = found.setdefault(row.id, (row, []))[1]
+        if kind is not None:
+            pairs.append((kind, value))
+    for row, pairs in found.values():
+        policy.remember_candidates(session, row.id, pairs)
         if policy.can(user, policy.Permission.TASK_WORK, row):
             return row
     return None
@@ -191,29 +210,25 @@ def open_tasks(session: Session, instance_id: int) -> list[Task]:
 def colleagues(session: Session, task: Task, user: User) -> list[User]:
     """Active users (other than `user`) who are candidates for the task: whom it can be handed to."""
     candidates = policy.task_candidates(session, task)
-    conditions = []
+    units, unit_roles = [], []
     for group in candidates.get("group", ()):
-        unit, _, role = group.partition(":")
-        conditions.append((Membership.unit_id == unit) & (Membership.role == role) if role
-                          else Membership.unit_id == unit)
-    query = select(User).where(User.is_active.is_(True), User.username != user.username)
-    names = set(candidates.get("user", ()))
-    if conditions:
-        query = query.where(or_(User.username.in_(names), User.id.in_(select(Membership.user_id)
-                                                                      .where(or_(*conditions)))))
-    else:
-        query = query.where(User.username.in_(names))
+        (unit_roles if ":" in group else units).append(group)
+    if not units and not unit_roles and not candidates.get("user"):
+        return []
     excluded = candidates.get("not", set())
-    return [u for u in session.scalars(query.order_by(User.display_name, User.username))
+    return [u for u in session.scalars(_COLLEAGUES, {"me": user.username, "names": sorted(candidates.get("user", ())),
+                                                     "units": units, "unit_roles": unit_roles})
             if u.username not in excluded and u.username != task.assignee]
 
 
-def display_names(session: Session, usernames) -> dict[str, str]:
+def display_names(session: Session, usernames, *, known=()) -> dict[str, str]:
+    """Display names by user name; `known`: users already loaded (asked for only if missing)."""
     names = {n for n in usernames if n}
-    if not names:
-        return {}
-    return {u: d or u for u, d in session.execute(select(User.username, User.display_name)
-                                                  .where(User.username.in_(names)))}
+    result = {u.username: u.display_name or u.username for u in known if u.username in names}
+    names -= set(result)
+    if names:
+        result.update({u: d or u for u, d in session.execute(_DISPLAY_NAMES, {"names": sorted(names)})})
+    return result
 
 
 def task_spec_for(definition: ProcessDefinition, loaded: LoadedDefinition, element_id: str):
@@ -229,19 +244,40 @@ def task_spec_for(definition: ProcessDefinition, loaded: LoadedDefinition, eleme
     return _memo.get(("spec", definition.content_hash, element_id), build)
 
 
+def load_task(session: Session, user: User | None, task_id: str,
+              permission: policy.Permission = policy.Permission.TASK_READ, *, state: bool = True) -> Task:
+    """`policy.load_task` (NotFound unless the user may), with the task's case, version and candidates
+    read in the same round trip; `state=False` leaves out the instance's stored state (a completion:
+    the runtime reads it itself, under its lock)."""
+    if isinstance(task_id, str) and len(task_id) <= 36:
+        rows = session.execute(_TASK_PAGE if state else _TASK_POST, {"task_id": task_id}).all()
+        if rows:
+            task, instance = rows[0][0], rows[0][1]
+            # the identity map holds objects weakly: keep them for the request; the policy decides below
+            session.info.setdefault("casework_loaded", []).extend((task, instance))
+            if task.state == "open":
+                policy.remember_candidates(session, task.id, [(k, v) for _, _, k, v in rows if k is not None])
+    return policy.load_task(session, user, task_id, permission)
+
+
 @dataclass
 class TaskContext:
-    """A task with what its page needs: the case, the restored workflow, its data and form."""
+    """A task with what its page needs: the case, the restored workflow, its data and form, and every
+    task row of the case (for the earlier answers)."""
 
     task: Task
     instance: ProcessInstance
     workflow: Any
     data: dict
     form: FormDefinition | None
+    tasks: list[Task] = field(default_factory=list)
 
 
 def task_context(session: Session, runtime: Runtime, task: Task) -> TaskContext:
     instance = session.get(ProcessInstance, task.instance_id)
+    # every task of the case in one query: the earlier answers, and what the policy knows about the case
+    tasks = list(session.scalars(_CASE_TASKS, {"instance_id": instance.id}))
+    policy.case_facts(session, instance, tasks=tasks)
     workflow = runtime.load_workflow(instance)
     try:
         spiff_task = workflow.get_task_from_id(UUID(task.id))
@@ -251,7 +287,8 @@ def task_context(session: Session, runtime: Runtime, task: Task) -> TaskContext:
     task_spec = spiff_task.task_spec if spiff_task is not None else task_spec_for(instance.definition, loaded,
                                                                                   task.element_id)
     form = form_for(instance.definition, loaded, task_spec) if task_spec is not None else None
-    return TaskContext(task, instance, workflow, dict(spiff_task.data) if spiff_task is not None else {}, form)
+    return TaskContext(task, instance, workflow, dict(spiff_task.data) if spiff_task is not None else {}, form,
+                       tasks)
 
 
 def task_form_definition(session: Session, runtime: Runtime,
@@ -261,3 +298,30 @@ def task_form_definition(session: Session, runtime: Runtime,
     loaded = runtime.specs.get(instance.definition)
     task_spec = task_spec_for(instance.definition, loaded, task.element_id)
     return instance.definition, form_for(instance.definition, loaded, task_spec) if task_spec is not None else None
+
+
+# --- statements of the task page and the form post, built once (building costs more than running them) ----
+#: a task with its case (and version, joined by the mapping) and its candidates (one row each)
+_TASK_PAGE = (select(Task, ProcessInstance, TaskCandidate.kind, TaskCandidate.value)
+              .join(ProcessInstance, ProcessInstance.id == Task.instance_id)
+              .outerjoin(TaskCandidate, TaskCandidate.task_id == Task.id)
+              .where(Task.id == bindparam("task_id")))
+_TASK_POST = _TASK_PAGE.options(defer(ProcessInstance.state_json))
+_CASE_TASKS = select(Task).where(Task.instance_id == bindparam("instance_id"))
+_OPEN_TASKS_WITH_CANDIDATES = (select(Task, TaskCandidate.kind, TaskCandidate.value)
+                               .outerjoin(TaskCandidate, TaskCandidate.task_id == Task.id)
+                               .where(Task.instance_id == bindparam("instance_id"), Task.state == "open")
+                               .order_by(Task.created_at, Task.id))
+#: candidate users by name, and members of candidate groups: a unit ("rz-west") or a unit and role
+#: ("lks:coordinator"; unit ids never contain a colon)
+_COLLEAGUES = (
+    select(User).options(lazyload(User.memberships))  # their memberships are not needed (a second query)
+    .where(User.is_active.is_(True), User.username != bindparam("me"), or_(
+        User.username.in_(bindparam("names", expanding=True)),
+        User.id.in_(select(Membership.user_id).where(or_(
+            Membership.unit_id.in_(bindparam("units", expanding=True)),
+            (Membership.unit_id + ":" + Membership.role).in_(bindparam("unit_roles", expanding=True))))),
+    ))
+    .order_by(User.display_name, User.username)
+)
+_DISPLAY_NAMES = select(User.username, User.display_name).where(User.username.in_(bindparam("names", expanding=True)))

@@ -18,15 +18,15 @@ from engine.policy import Permission
 from .. import database
 from ..auth import me
 from ..errors import engine_message, stale_reason
-from ..forms import EmptyForm, HandOverForm, choices
+from ..forms import HandOverForm, choices
 from ..services import casework
 from . import safe_next
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 
 
-def _load(task_id: str, permission: Permission = Permission.TASK_READ):
-    return policy.load_task(database.session(), me(), task_id, permission)
+def _load(task_id: str, permission: Permission = Permission.TASK_READ, *, state: bool = True):
+    return casework.load_task(database.session(), me(), task_id, permission, state=state)
 
 
 def _form(ctx: casework.TaskContext, *, draft: dict | None = None):
@@ -52,19 +52,21 @@ def _page(ctx: casework.TaskContext, form, *, status: int = 200, problem: str | 
     task, instance = ctx.task, ctx.instance
     runtime = database.runtime()
     personal = policy.can(user, Permission.CASE_READ_PERSONAL, instance)
-    steps = casework.completed_steps(session, runtime, instance, ctx.workflow, include_personal=personal)
+    steps = casework.completed_steps(session, runtime, instance, ctx.workflow, include_personal=personal,
+                                     tasks=ctx.tasks)
     done, active = casework.markers(instance, ctx.workflow)
-    hand_over = None
+    hand_over, people = None, [user]
     if policy.can(user, Permission.TASK_HAND_OVER, task):
+        people += casework.colleagues(session, task, user)
         hand_over = HandOverForm()
         hand_over.assignee.choices = choices([("", _("Bitte wählen …"))] + [
-            (u.username, u.display_name or u.username) for u in casework.colleagues(session, task, user)])
+            (u.username, u.display_name or u.username) for u in people[1:]])
     return render_template(
         "task.html", task=task, instance=instance, form=form, steps=steps, problem=problem, draft=draft,
         may_work=policy.can(user, Permission.TASK_WORK, task) and problem is None,
         case_visible=policy.can(user, Permission.CASE_READ, instance), done=done, kept=kept,
-        active=[task.element_id] if task.state == "open" else active, hand_over=hand_over, action_form=EmptyForm(),
-        names=casework.display_names(session, [task.assignee, task.completed_by]),
+        active=[task.element_id] if task.state == "open" else active, hand_over=hand_over,
+        names=casework.display_names(session, [task.assignee, task.completed_by], known=people),
         now=database.clock().now()), status
 
 
@@ -84,8 +86,8 @@ def show(task_id: str):
 @login_required
 def submit(task_id: str):
     user, session, runtime = me(), database.session(), database.runtime()
-    task = _load(task_id)
     action = request.form.get("action", "complete")
+    task = _load(task_id, state=action != "complete")  # completing: the runtime reads the state itself
     if action == "complete" and policy.can(user, Permission.TASK_WORK, task):
         version, form_definition = casework.task_form_definition(session, runtime, task)
         data = {}
