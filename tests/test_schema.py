@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from uuid import UUID
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
+from engine import db as dbmod
 from engine import serialization
 from engine.db import Base
 from engine.models import ProcessInstance
@@ -51,3 +56,29 @@ def test_task_data_survives_a_database_that_reorders_json_keys(org):
     with org.transaction() as s:
         workflow = org.runtime(s).load_workflow(s.get(ProcessInstance, iid))
         assert workflow.get_task_from_id(UUID(decide.id)).data["amount"] == 42
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_server_dropped_is_replaced_after_idling(postgres_url, monkeypatch):
+    """Connections idle longer than IDLE_PING_SECONDS are tested before use; a dead one is replaced."""
+    engine = dbmod.make_engine(postgres_url, pool_size=1, max_overflow=0)
+    admin = dbmod.make_engine(postgres_url, poolclass=NullPool)
+
+    def drop_pooled_connection() -> int:
+        with engine.connect() as conn:
+            backend = conn.scalar(text("SELECT pg_backend_pid()"))
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        return backend
+
+    try:
+        drop_pooled_connection()
+        with pytest.raises(OperationalError), engine.connect() as conn:  # used a moment ago: not tested
+            conn.scalar(text("SELECT 1"))
+        dropped = drop_pooled_connection()
+        monkeypatch.setattr(dbmod, "IDLE_PING_SECONDS", 0.0)  # as if it had been idle
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT pg_backend_pid()")) != dropped
+    finally:
+        engine.dispose()
+        admin.dispose()
