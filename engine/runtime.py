@@ -93,7 +93,7 @@ class Runtime:
         self.session.flush()
         audit.record(self.session, at=now, actor=user, action="start", instance_id=instance.id,
                      element_id=definition.key, changed_keys=start_data.keys(), version=definition.version)
-        self._advance(instance, workflow, actor=user)
+        self._advance(instance, workflow, actor=user, read=_Read(open_tasks=set(), facts=None))  # a new instance
         return instance
 
     def _start_data(self, loaded, data: dict, user: str) -> dict:
@@ -113,10 +113,10 @@ class Runtime:
 
     # --- human tasks ---------------------------------------------------------------------------------
     def complete(self, task_id: str, *, user: str, data: dict | None = None) -> ProcessInstance:
-        instance, row, read = self._lock_task(task_id, user)
+        instance, row, read, access = self._lock_task(task_id, user)
         stored = instance.state_json
         workflow = self._load_ready(instance, row)
-        self._may_act(row, user, access=read.access)
+        self._may_act(row, user, access=access)
         spiff_task = workflow.get_task_from_id(UUID(task_id))
         clean = self.validate_task_data(row, spiff_task, dict(data or {}), loaded=self.specs.get(instance.definition))
         before = copy.deepcopy(spiff_task.data)
@@ -327,7 +327,7 @@ class Runtime:
             raise StaleTask(_stale_message(row), element_id=row.element_id)
         return row
 
-    def _lock_task(self, task_id: str, username: str) -> tuple[ProcessInstance, Task, _Read]:
+    def _lock_task(self, task_id: str, username: str) -> tuple[ProcessInstance, Task, _Read, _Access]:
         """The task's instance, locked; the task's row as it is under that lock (it must be open); the
         user's access to it; and what the save will need of the instance's other rows (its open tasks,
         its facts). Two queries."""
@@ -339,8 +339,8 @@ class Runtime:
         row = next(r for r in rows if r.id == task_id)
         if row.state != "open" or instance.status != "running":
             raise StaleTask(_stale_message(row), element_id=row.element_id)
-        return instance, row, _Read(open_tasks={r.id for r in rows if r.state == "open"},
-                                    facts=reporting_facts.as_values(facts), access=_Access.parse(username, *access))
+        read = _Read(open_tasks={r.id for r in rows if r.state == "open"}, facts=reporting_facts.as_values(facts))
+        return instance, row, read, _Access.parse(username, *access)
 
     def _load_ready(self, instance: ProcessInstance, row: Task) -> BpmnWorkflow:
         """The instance's workflow, in which the task of `row` is still READY."""
@@ -581,7 +581,6 @@ class _Read:
 
     open_tasks: set[str]  # ids of its open task rows
     facts: Mapping | None  # its case facts row (None: it has none yet)
-    access: _Access  # the acting user's
 
 
 def may_work_on(row: Task, username: str, groups: set[str], candidates: dict[str, set[str]]) -> bool:
