@@ -143,7 +143,7 @@ class Task(Base):
 
     __tablename__ = "tasks"
     __table_args__ = (
-        Index("ix_tasks_open_assignee", "state", "assignee", "due_at"),
+        Index("ix_tasks_open_assignee", "state", "assignee", "due_at", "id"),  # inbox: by due date (migration 0006)
         Index("ix_tasks_instance_state", "instance_id", "state"),
     )
 
@@ -277,6 +277,8 @@ Index("ix_tasks_open_priority", Task.state, Task.assignee, Task.priority, Task.i
 Index("ix_tasks_open_created", Task.state, Task.assignee, Task.created_at, Task.id)
 Index("ix_tasks_state_priority", Task.state, Task.priority, Task.id)  # the team view
 Index("ix_tasks_state_created", Task.state, Task.created_at, Task.id)
+# engine.queries.open_tasks_for_user: due date, priority (highest first), age, id (migration 0006)
+Index("ix_tasks_open_queue", Task.state, Task.assignee, Task.due_at, Task.priority.desc(), Task.created_at, Task.id)
 
 
 # --- modeller: drafts of procedures (migration 0003) ------------------------------------------------
