@@ -74,6 +74,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     i18n.init_app(app)
+    _template_gettext(app)
     security.init_app(app)
     errors.init_app(app)
     templating.init_app(app)
@@ -84,6 +85,34 @@ def create_app(test_config: dict | None = None) -> Flask:
     for blueprint in (auth_views.bp, inbox.bp, tasks.bp, cases.bp, start.bp, modeller.bp, monitor.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def _template_gettext(app: Flask) -> None:
+    """Templates translate with the request's catalogue, looked up once per request.
+
+    Flask-Babel's own callables find the locale and the catalogue again for every `_()` (a page has
+    dozens). The catalogue is kept where Flask-Babel's `refresh()` and `force_locale()` reset it
+    (`babel_translations` of its request context), so a language changed within a request still shows.
+    """
+    from flask import g
+    from flask_babel import get_translations
+
+    def translations():
+        ctx = g.get("_flask_babel") if g else None
+        found = getattr(ctx, "babel_translations", None)
+        if found is None:
+            found = get_translations()
+            if g:
+                g._flask_babel.babel_translations = found
+        return found
+
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: translations().ugettext(s),
+        ngettext=lambda s, p, n: translations().ungettext(s, p, n),
+        pgettext=lambda c, s: translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: translations().unpgettext(c, s, p, n),
+        newstyle=True,
+    )
 
 
 def _secret_key(app: Flask) -> None:

@@ -9,6 +9,8 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
+from engine.forms.wtf import fast_widget
+
 MIN_PASSWORD = 10
 
 
@@ -84,7 +86,9 @@ class EscalationForm(FlaskForm):
 
 
 class HandOverForm(FlaskForm):
-    assignee = SelectField(_l("Weitergeben an"), choices=[],
+    """Shown on every open task page (the view reads the posted name itself; CSRFProtect checks the token)."""
+
+    assignee = SelectField(_l("Weitergeben an"), choices=[], widget=fast_widget(SelectField.widget),
                            validators=[DataRequired(_l("Bitte wählen Sie eine Kollegin oder einen Kollegen."))])
 
 

@@ -8,20 +8,23 @@ the data keys (`user.info.age` for nested keys), except where a key would shadow
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
 import wtforms
+from markupsafe import Markup, escape
 from wtforms import fields as wtf_fields
 from wtforms import widgets
+from wtforms.widgets.core import clean_key
 
 from engine.errors import ValidationFailed
 from engine.forms import values
 from engine.forms.model import FormDefinition, FormField, LayoutItem
 
-__all__ = ["build_form_class", "field_name"]
+__all__ = ["build_form_class", "fast_widget", "field_name", "html_params"]
 
 CHOOSE_LABEL = "Bitte wählen …"
 _RESERVED = frozenset(dir(wtforms.Form)) | {
@@ -85,34 +88,110 @@ def _render_kw(f: FormField) -> dict[str, Any]:
 
 
 def _unbound(f: FormField) -> wtforms.Field:
-    common = {"label": f.label, "description": f.description, "render_kw": _render_kw(f)}
+    field_class, extra = _field_class(f)
+    widget = extra.pop("widget", None) or field_class.widget
+    option_widget = extra.pop("option_widget", None) or getattr(field_class, "option_widget", None)
+    if option_widget is not None:
+        extra["option_widget"] = fast_widget(option_widget)
+    return field_class(label=f.label, description=f.description, render_kw=_render_kw(f), widget=fast_widget(widget),
+                       **extra)
+
+
+def _field_class(f: FormField) -> tuple[type, dict[str, Any]]:
     if f.type == "textarea":
-        return wtf_fields.TextAreaField(**common)
+        return wtf_fields.TextAreaField, {}
     if f.type == "number":
         if f.constraints.decimal_digits == 0:
-            return wtf_fields.IntegerField(**common)
-        return wtf_fields.DecimalField(**common, places=None)
+            return wtf_fields.IntegerField, {}
+        return wtf_fields.DecimalField, {"places": None}
     if f.type == "checkbox":
-        return wtf_fields.BooleanField(**common)
+        return wtf_fields.BooleanField, {}
     if f.type == "select":
-        return wtf_fields.SelectField(**common, choices=_choices(f, blank=True), validate_choice=False)
+        return wtf_fields.SelectField, {"choices": _choices(f, blank=True), "validate_choice": False}
     if f.type == "radio":
-        return wtf_fields.RadioField(**common, choices=_choices(f), validate_choice=False)
+        return wtf_fields.RadioField, {"choices": _choices(f), "validate_choice": False}
     if f.multiple:
-        return wtf_fields.SelectMultipleField(
-            **common,
-            choices=_choices(f),
-            validate_choice=False,
-            widget=widgets.ListWidget(prefix_label=False),
-            option_widget=widgets.CheckboxInput(),
-        )
+        return wtf_fields.SelectMultipleField, {"choices": _choices(f), "validate_choice": False,
+                                                "widget": widgets.ListWidget(prefix_label=False),
+                                                "option_widget": widgets.CheckboxInput()}
     if f.type == "datetime":
         if f.subtype == "time":
-            return wtf_fields.TimeField(**common)
+            return wtf_fields.TimeField, {}
         if f.subtype == "datetime":
-            return wtf_fields.DateTimeLocalField(**common, format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"])
-        return wtf_fields.DateField(**common)
-    return wtf_fields.StringField(**common)
+            return wtf_fields.DateTimeLocalField, {"format": ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]}
+        return wtf_fields.DateField, {}
+    return wtf_fields.StringField, {}
+
+
+# --- widgets: WTForms' own markup, written without Markup.format (a task page renders dozens of inputs) -----
+def html_params(**kwargs: Any) -> Markup:
+    """`wtforms.widgets.html_params`, the same output several times faster (`Markup.format` parses its
+    format string on every call): sorted attributes, `True` as a bare name, `False` left out, values escaped."""
+    params = []
+    for key, value in sorted(kwargs.items()):
+        key = escape(clean_key(key))
+        if value is True:
+            params.append(key)
+        elif value is not False:
+            params.append(f'{key}="{str(escape(value)).replace(chr(34), "&quot;")}"')
+    return Markup(" ".join(params))  # noqa: S704 - names and values escaped above
+
+
+class _Select(widgets.Select):
+    """`widgets.Select` with `html_params` above; option groups are left to WTForms."""
+
+    def __call__(self, field, **kwargs):
+        if field.has_groups():
+            return super().__call__(field, **kwargs)
+        kwargs.setdefault("id", field.id)
+        if self.multiple:
+            kwargs["multiple"] = True
+        flags = getattr(field, "flags", {})
+        for k in dir(flags):
+            if k in self.validation_attrs and k not in kwargs:
+                kwargs[k] = getattr(flags, k)
+        html = [f"<select {html_params(name=field.name, **kwargs)}>"]
+        html.extend(self.render_option(choice) for choice in field._iter_choices_normalized())
+        html.append("</select>")
+        return Markup("".join(html))  # noqa: S704 - escaped by html_params and render_option
+
+    @classmethod
+    def render_option(cls, choice, **kwargs):
+        value = choice.value
+        if isinstance(value, bool):
+            value = str(value)
+        options = {"value": value, **(choice.render_kw or {}), **kwargs}
+        if choice.selected:
+            options["selected"] = True
+        label = escape(choice.label or choice.value)
+        return Markup(f"<option {html_params(**options)}>{label}</option>")  # noqa: S704 - all escaped
+
+
+class _TextArea(widgets.TextArea):
+    """`widgets.TextArea` with `html_params` above."""
+
+    def __call__(self, field, **kwargs):
+        kwargs.setdefault("id", field.id)
+        flags = getattr(field, "flags", {})
+        for k in dir(flags):
+            if k in self.validation_attrs and k not in kwargs:
+                kwargs[k] = getattr(flags, k)
+        text = escape(field._value())
+        return Markup(f"<textarea {html_params(name=field.name, **kwargs)}>\r\n{text}</textarea>")  # noqa: S704
+
+
+def fast_widget(widget):
+    """The same widget rendering through `html_params` above: inputs of every type, selects and text areas
+    (WTForms' own classes only; anything else is returned as it is)."""
+    if type(widget) is widgets.Select:
+        return _Select(multiple=widget.multiple)
+    if type(widget) is widgets.TextArea:
+        return _TextArea()
+    if isinstance(widget, widgets.Input) and type(widget).html_params is widgets.Input.html_params:
+        fast = copy.copy(widget)
+        fast.html_params = html_params  # an instance attribute: `Input.__call__` asks `self.html_params`
+        return fast
+    return widget
 
 
 def _native(f: FormField, value: Any) -> Any:
@@ -187,6 +266,8 @@ class _DefinitionForm:
         """Whether a layout item (or the field with this key) is hidden for the current values."""
         if isinstance(item, str):
             return item in self.hidden_keys
+        if not item.hide:  # most items have no condition: no need to work out the values they would see
+            return False
         return item.is_hidden(self.definition.scope(self.submitted_values(), context=self.context))
 
     def draft_values(self) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def _page(ctx: casework.TaskContext, form, *, status: int = 200, problem: str | 
     hand_over, people = None, [user]
     if policy.can(user, Permission.TASK_HAND_OVER, task):
         people += casework.colleagues(session, task, user)
-        hand_over = HandOverForm()
+        hand_over = HandOverForm(meta={"csrf": False})  # the page's token is in the template
         hand_over.assignee.choices = choices([("", _("Bitte wählen …"))] + [
             (u.username, u.display_name or u.username) for u in people[1:]])
     return render_template(
