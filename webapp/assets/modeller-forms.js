@@ -3,22 +3,7 @@
 // draft; the preview is rendered by the server the way the inbox renders it.
 import { FormEditor } from "@bpmn-io/form-js-editor";
 import "./modeller-forms.css";
-
-async function post(url, token, body) {
-  const response = await fetch(url, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": token, Accept: "application/json" },
-    body: JSON.stringify(body),
-  });
-  let payload = {};
-  try {
-    payload = await response.json();
-  } catch {
-    payload = { message: response.statusText };
-  }
-  return { status: response.status, payload };
-}
+import { postJson as post } from "./post-json.js";
 
 async function open(root) {
   const data = root.dataset;

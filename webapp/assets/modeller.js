@@ -10,6 +10,7 @@ import {
 import CamundaBehaviorsModule from "camunda-bpmn-js-behaviors/lib/camunda-platform";
 import camundaModdle from "camunda-bpmn-moddle/resources/camunda.json";
 import { GermanTranslateModule } from "./modeller-de.js";
+import { postJson as post } from "./post-json.js";
 import "./modeller.css";
 
 // Before saving, bpmn-js rebuilds each drawn plane's list of shapes and edges from what it has drawn
@@ -185,22 +186,6 @@ const TEXT = {
 
 function fmt(text, value) {
   return text.replace("%s", value);
-}
-
-async function post(url, token, body) {
-  const response = await fetch(url, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": token, Accept: "application/json" },
-    body: JSON.stringify(body),
-  });
-  let payload = {};
-  try {
-    payload = await response.json();
-  } catch {
-    payload = { message: response.statusText };
-  }
-  return { status: response.status, payload };
 }
 
 class Page {
