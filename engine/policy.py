@@ -138,9 +138,11 @@ def is_ministry_member(session: Session, user: User) -> bool:
 
 
 # --- cases ------------------------------------------------------------------------------------------
-def case_facts(session: Session, instance: ProcessInstance, *, tasks: list[Task] | None = None) -> CaseFacts:
-    """The case's facts, gathered once per session. `tasks`: every task row of the instance, when the
-    caller has loaded them anyway (saves the query; ignored once the facts are known)."""
+def case_facts(session: Session, instance: ProcessInstance, *, tasks: list[Task] | None = None,
+               workflow=None) -> CaseFacts:
+    """The case's facts, gathered once per session. When the caller has loaded them anyway (ignored once
+    the facts are known): `tasks`, every task row of the instance (saves the query), and `workflow`, the
+    instance's restored workflow (a rule that needs the case data does not restore it again)."""
     cache = session.info.setdefault("policy_case_facts", {})
     if instance.id in cache:
         return cache[instance.id]
@@ -161,7 +163,7 @@ def case_facts(session: Session, instance: ProcessInstance, *, tasks: list[Task]
         facts.people.update(u.strip() for u in (users or "").split(",") if u.strip())
         facts.people.update(p for p in (assignee, completed_by) if p)
     facts.starter_units = _lazy_starter_units(session, instance.started_by)
-    facts.data = _lazy_data(session, instance)
+    facts.data = _lazy_data(session, instance, workflow)
     cache[instance.id] = facts
     return facts
 
@@ -177,14 +179,17 @@ def _lazy_starter_units(session: Session, username: str) -> Callable[[], set[str
     return units
 
 
-def _lazy_data(session: Session, instance: ProcessInstance) -> Callable[[], Mapping[str, Any]]:
+def _lazy_data(session: Session, instance: ProcessInstance, workflow=None) -> Callable[[], Mapping[str, Any]]:
     loaded: list[Mapping[str, Any]] = []
 
     def data() -> Mapping[str, Any]:
         if not loaded:
-            from .runtime import Runtime
+            if workflow is not None:
+                loaded.append(case_data(workflow))
+            else:
+                from .runtime import Runtime
 
-            loaded.append(case_data(Runtime(session).load_workflow(instance)))
+                loaded.append(case_data(Runtime(session).load_workflow(instance)))
         return loaded[0]
 
     return data

@@ -13,8 +13,8 @@ from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import bindparam, or_, select
-from sqlalchemy.orm import Session, defer, lazyload
+from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy.orm import Session, aliased, defer, lazyload
 
 from engine import policy
 from engine.forms import DisplayValue, FormDefinition
@@ -245,18 +245,12 @@ def task_spec_for(definition: ProcessDefinition, loaded: LoadedDefinition, eleme
 
 
 def load_task(session: Session, user: User | None, task_id: str,
-              permission: policy.Permission = policy.Permission.TASK_READ, *, state: bool = True) -> Task:
+              permission: policy.Permission = policy.Permission.TASK_READ) -> Task:
     """`policy.load_task` (NotFound unless the user may), with the task's case, version and candidates
-    read in the same round trip; `state=False` leaves out the instance's stored state (a completion:
-    the runtime reads it itself, under its lock)."""
-    if isinstance(task_id, str) and len(task_id) <= 36:
-        rows = session.execute(_TASK_PAGE if state else _TASK_POST, {"task_id": task_id}).all()
-        if rows:
-            task, instance = rows[0][0], rows[0][1]
-            # the identity map holds objects weakly: keep them for the request; the policy decides below
-            session.info.setdefault("casework_loaded", []).extend((task, instance))
-            if task.state == "open":
-                policy.remember_candidates(session, task.id, [(k, v) for _, _, k, v in rows if k is not None])
+    read in the same round trip, without the instance's stored state (a completion: the runtime reads
+    it itself, under its lock; claims and hand-overs do not need it)."""
+    if _valid_id(task_id):
+        _keep(session, session.execute(_TASK_POST, {"task_id": task_id}).all())
     return policy.load_task(session, user, task_id, permission)
 
 
@@ -273,12 +267,42 @@ class TaskContext:
     tasks: list[Task] = field(default_factory=list)
 
 
-def task_context(session: Session, runtime: Runtime, task: Task) -> TaskContext:
+def task_page(session: Session, runtime: Runtime, user: User | None, task_id: str,
+              permission: policy.Permission = policy.Permission.TASK_READ) -> TaskContext:
+    """The task (NotFound unless `policy.load_task` lets the user see it) with its page's context: one
+    query reads the task, its case and version, its candidates and every other task row of the case."""
+    tasks: list[Task] | None = None
+    if _valid_id(task_id):
+        rows = session.execute(_TASK_PAGE, {"task_id": task_id}).all()
+        tasks = list({row[0].id: row[0] for row in rows}.values())
+        _keep(session, [row for row in rows if row[0].id == task_id])
+        session.info.setdefault("casework_loaded", []).extend(tasks)
+    task = policy.load_task(session, user, task_id, permission)
+    return task_context(session, runtime, task, tasks=tasks)
+
+
+def _valid_id(task_id) -> bool:
+    return isinstance(task_id, str) and len(task_id) <= 36
+
+
+def _keep(session: Session, rows) -> None:
+    """Rows of (task, instance, candidate kind, candidate value) for one task: the objects stay loaded for
+    the request (the identity map holds them weakly), the candidates go to the policy."""
+    if not rows:
+        return
+    task, instance = rows[0][0], rows[0][1]
+    session.info.setdefault("casework_loaded", []).extend((task, instance))
+    if task.state == "open":
+        policy.remember_candidates(session, task.id, [(kind, value) for _, _, kind, value in rows if kind is not None])
+
+
+def task_context(session: Session, runtime: Runtime, task: Task, *, tasks: list[Task] | None = None) -> TaskContext:
+    """The page's context of a task the caller has loaded; `tasks`: every task row of its case, if read."""
     instance = session.get(ProcessInstance, task.instance_id)
-    # every task of the case in one query: the earlier answers, and what the policy knows about the case
-    tasks = list(session.scalars(_CASE_TASKS, {"instance_id": instance.id}))
-    policy.case_facts(session, instance, tasks=tasks)
+    if tasks is None:  # every task of the case: the earlier answers, and what the policy knows about the case
+        tasks = list(session.scalars(_CASE_TASKS, {"instance_id": instance.id}))
     workflow = runtime.load_workflow(instance)
+    policy.case_facts(session, instance, tasks=tasks, workflow=workflow)
     try:
         spiff_task = workflow.get_task_from_id(UUID(task.id))
     except Exception:  # noqa: BLE001 - the workflow no longer keeps it
@@ -301,12 +325,22 @@ def task_form_definition(session: Session, runtime: Runtime,
 
 
 # --- statements of the task page and the form post, built once (building costs more than running them) ----
-#: a task with its case (and version, joined by the mapping) and its candidates (one row each)
-_TASK_PAGE = (select(Task, ProcessInstance, TaskCandidate.kind, TaskCandidate.value)
+#: a task with its case (and version, joined by the mapping) and its candidates (one row each), and every
+#: other task row of the same case (with neither: the case and candidates come with the task's rows only)
+_OTHER = aliased(Task)
+_TASK_PAGE = (
+    select(Task, ProcessInstance, TaskCandidate.kind, TaskCandidate.value)
+    .outerjoin(ProcessInstance, and_(ProcessInstance.id == Task.instance_id, Task.id == bindparam("task_id")))
+    .outerjoin(TaskCandidate, and_(TaskCandidate.task_id == Task.id, Task.id == bindparam("task_id")))
+    .where(or_(Task.id == bindparam("task_id"), Task.instance_id == select(_OTHER.instance_id)
+               .where(_OTHER.id == bindparam("task_id")).scalar_subquery()))
+)
+#: the same for one task, without the instance's stored state
+_TASK_POST = (select(Task, ProcessInstance, TaskCandidate.kind, TaskCandidate.value)
               .join(ProcessInstance, ProcessInstance.id == Task.instance_id)
               .outerjoin(TaskCandidate, TaskCandidate.task_id == Task.id)
-              .where(Task.id == bindparam("task_id")))
-_TASK_POST = _TASK_PAGE.options(defer(ProcessInstance.state_json))
+              .where(Task.id == bindparam("task_id"))
+              .options(defer(ProcessInstance.state_json)))
 _CASE_TASKS = select(Task).where(Task.instance_id == bindparam("instance_id"))
 _OPEN_TASKS_WITH_CANDIDATES = (select(Task, TaskCandidate.kind, TaskCandidate.value)
                                .outerjoin(TaskCandidate, TaskCandidate.task_id == Task.id)

@@ -23,10 +23,17 @@ from ..services import casework
 from . import safe_next
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
+#: task forms carry the page's token (the csrf() macro) and CSRFProtect checks every post before the view:
+#: a token field of their own would only be signed, never rendered or checked
+NO_CSRF_FIELD = {"csrf": False}
 
 
-def _load(task_id: str, permission: Permission = Permission.TASK_READ, *, state: bool = True):
-    return casework.load_task(database.session(), me(), task_id, permission, state=state)
+def _load(task_id: str, permission: Permission = Permission.TASK_READ):
+    return casework.load_task(database.session(), me(), task_id, permission)
+
+
+def _context(task_id: str) -> casework.TaskContext:
+    return casework.task_page(database.session(), database.runtime(), me(), task_id)
 
 
 def _form(ctx: casework.TaskContext, *, draft: dict | None = None):
@@ -34,7 +41,7 @@ def _form(ctx: casework.TaskContext, *, draft: dict | None = None):
         return None
     cls = casework.wtforms_class(ctx.instance.definition, ctx.form, ctx.task.element_id, FlaskForm)
     context = deep_merge(ctx.data, draft) if draft else ctx.data
-    return cls(context=context)
+    return cls(context=context, meta=NO_CSRF_FIELD)
 
 
 def _apply_errors(form, exc: ValidationFailed) -> None:
@@ -58,7 +65,7 @@ def _page(ctx: casework.TaskContext, form, *, status: int = 200, problem: str | 
     hand_over, people = None, [user]
     if policy.can(user, Permission.TASK_HAND_OVER, task):
         people += casework.colleagues(session, task, user)
-        hand_over = HandOverForm(meta={"csrf": False})  # the page's token is in the template
+        hand_over = HandOverForm(meta=NO_CSRF_FIELD)
         hand_over.assignee.choices = choices([("", _("Bitte wählen …"))] + [
             (u.username, u.display_name or u.username) for u in people[1:]])
     return render_template(
@@ -73,8 +80,8 @@ def _page(ctx: casework.TaskContext, form, *, status: int = 200, problem: str | 
 @bp.route("/<task_id>")
 @login_required
 def show(task_id: str):
-    task = _load(task_id)
-    ctx = casework.task_context(database.session(), database.runtime(), task)
+    ctx = _context(task_id)
+    task = ctx.task
     draft = json.loads(task.draft_json) if task.draft_json and task.state == "open" else None
     problem = None
     if task.state != "open" or task.assignee not in (None, me().username):
@@ -87,13 +94,15 @@ def show(task_id: str):
 def submit(task_id: str):
     user, session, runtime = me(), database.session(), database.runtime()
     action = request.form.get("action", "complete")
-    task = _load(task_id, state=action != "complete")  # completing: the runtime reads the state itself
-    if action == "complete" and policy.can(user, Permission.TASK_WORK, task):
+    if action != "complete":
+        return _work_on(task_id, action)
+    task = _load(task_id)
+    if policy.can(user, Permission.TASK_WORK, task):
         version, form_definition = casework.task_form_definition(session, runtime, task)
         data = {}
         if form_definition is not None:
             cls = casework.wtforms_class(version, form_definition, task.element_id, FlaskForm)
-            data = cls(context={}).submitted_values()
+            data = cls(context={}, meta=NO_CSRF_FIELD).submitted_values()
         try:
             instance = runtime.complete(task.id, user=user.username, data=data)
         except ValidationFailed as exc:
@@ -105,9 +114,16 @@ def submit(task_id: str):
         if following is not None:
             return redirect(url_for("tasks.show", task_id=following.id), code=303)
         return redirect(url_for("inbox.index"), code=303)
+    return _again(task_id, stale=True)
+
+
+def _work_on(task_id: str, action: str):
+    """"draft" saves the values entered; "refresh" shows or hides fields for them."""
+    user, runtime = me(), database.runtime()
+    ctx = _context(task_id)
+    task = ctx.task
     if not policy.can(user, Permission.TASK_WORK, task):
         return _again(task_id, stale=True)
-    ctx = casework.task_context(session, runtime, task)
     form = _form(ctx)
     if action == "draft" and form is not None:
         try:
@@ -122,8 +138,8 @@ def submit(task_id: str):
 def _again(task_id: str, *, errors: ValidationFailed | None = None, stale: bool = False):
     """The page again, with what was entered: after invalid input (422) or a stale task (409)."""
     database.rollback()
-    task = _load(task_id)
-    ctx = casework.task_context(database.session(), database.runtime(), task)
+    ctx = _context(task_id)
+    task = ctx.task
     form = _form(ctx)
     if errors is not None:
         if form is not None:
