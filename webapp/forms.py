@@ -6,10 +6,8 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import HiddenField, PasswordField, RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
-
-from engine.forms.wtf import fast_widget
 
 MIN_PASSWORD = 10
 
@@ -83,13 +81,6 @@ class EscalationForm(FlaskForm):
     reason = TextAreaField(_l("Begründung"), validators=[
         DataRequired(_l("Bitte begründen Sie die Anfrage.")),
         Length(max=2000, message=_l("Die Begründung darf höchstens 2.000 Zeichen lang sein."))])
-
-
-class HandOverForm(FlaskForm):
-    """Shown on every open task page (the view reads the posted name itself; CSRFProtect checks the token)."""
-
-    assignee = SelectField(_l("Weitergeben an"), choices=[], widget=fast_widget(SelectField.widget),
-                           validators=[DataRequired(_l("Bitte wählen Sie eine Kollegin oder einen Kollegen."))])
 
 
 class SavedFilterForm(FlaskForm):

@@ -18,7 +18,6 @@ from engine.policy import Permission
 from .. import database
 from ..auth import me
 from ..errors import engine_message, stale_reason
-from ..forms import HandOverForm, choices
 from ..services import casework
 from . import safe_next
 
@@ -63,11 +62,9 @@ def _page(ctx: casework.TaskContext, form, *, status: int = 200, problem: str | 
                                      tasks=ctx.tasks)
     done, active = casework.markers(instance, ctx.workflow)
     hand_over, people = None, [user]
-    if policy.can(user, Permission.TASK_HAND_OVER, task):
+    if policy.can(user, Permission.TASK_HAND_OVER, task):  # whom it can be handed to: (user name, name shown)
         people += casework.colleagues(session, task, user)
-        hand_over = HandOverForm(meta=NO_CSRF_FIELD)
-        hand_over.assignee.choices = choices([("", _("Bitte wählen …"))] + [
-            (u.username, u.display_name or u.username) for u in people[1:]])
+        hand_over = [(u.username, u.display_name or u.username) for u in people[1:]]
     return render_template(
         "task.html", task=task, instance=instance, form=form, steps=steps, problem=problem, draft=draft,
         may_work=policy.can(user, Permission.TASK_WORK, task) and problem is None,
