@@ -350,6 +350,45 @@ def profile_posts(url: str, cases: int) -> str:
     return out.getvalue()
 
 
+def count_statements(url: str, cases: int) -> list[dict]:
+    """SQL statements per form post and per following task page, through the Flask test client: each
+    statement the database receives (BEGIN and COMMIT included), counted per request."""
+    from collections import Counter
+
+    from sqlalchemy import event
+
+    os.environ.setdefault("FALLWERK_ENV", "development")
+    from webapp import create_app
+
+    seed_completion(url, cases)
+    tasks = first_tasks(url)
+    app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": url, "SESSION_COOKIE_SECURE": False,
+                      "UPLOAD_FOLDER": tempfile.mkdtemp()})
+    seen: list[str] = []
+    engine = app.extensions["fallwerk.engine"]
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: seen.append(statement))
+    event.listen(engine, "commit", lambda conn: seen.append("COMMIT"))
+    client = app.test_client()
+    html = client.get("/login").get_data(as_text=True)
+    client.post("/login", data={"csrf_token": csrf(html), "username": USER, "password": PASSWORD, "next": ""})
+    posts, pages = Counter(), Counter()
+    for task in tasks:
+        path = f"/tasks/{task}"
+        html = client.get(path).get_data(as_text=True)
+        for i in range(STEPS):
+            form = {"csrf_token": csrf(html), "note": f"Schritt {i}", "outcome": "erledigt", "action": "complete"}
+            seen.clear()
+            response = client.post(path, data=form)
+            posts[len(seen)] += 1
+            path = path_of(response.headers["Location"])
+            seen.clear()
+            html = client.get(path).get_data(as_text=True)
+            if path.startswith("/tasks/"):
+                pages[len(seen)] += 1
+    return [{"request": "form post (action=complete)", "counts": posts},
+            {"request": "following task page (GET)", "counts": pages}]
+
+
 # --- main --------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -363,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-completion", action="store_true")
     ap.add_argument("--skip-inbox", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile the form posts in-process (SQLite)")
+    ap.add_argument("--statements", action="store_true",
+                    help="count SQL statements per form post and per task page, in-process (SQLite, and PostgreSQL "
+                         "with a URL)")
     args = ap.parse_args(argv)
     if not GUNICORN.exists():
         print(f"{GUNICORN} is missing: `make setup` installs gunicorn", file=sys.stderr)
@@ -378,6 +420,18 @@ def main(argv: list[str] | None = None) -> int:
             print("## cProfile of the form posts (Flask test client, SQLite)\n\n```")
             print(profile_posts(fresh_sqlite(directory, "profile.sqlite3"), min(args.cases, 20)).strip())
             print("```\n")
+        if args.statements:
+            targets = [("SQLite", fresh_sqlite(directory, "statements.sqlite3"))]
+            if admin:
+                targets.append(("PostgreSQL", fresh_postgres(admin)))
+            print("## SQL statements per request (Flask test client; BEGIN and COMMIT included)\n")
+            print("| database | request | statements (requests) |")
+            print("|---|---|---|")
+            for label, url in targets:
+                for row in count_statements(url, min(args.cases, 5)):
+                    counts = ", ".join(f"{n} ({k})" for n, k in sorted(row["counts"].items()))
+                    print(f"| {label} | {row['request']} | {counts} |")
+            print()
         if not args.skip_completion:
             targets = [("SQLite", fresh_sqlite(directory, "complete.sqlite3"))]
             if admin:
