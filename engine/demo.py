@@ -65,6 +65,10 @@ STEERING = {
 }
 
 
+ORGANISATIONS = ["Freiwillige Feuerwehr Lindenhagen", "Sportverein Grün-Weiß 1921", "Kirchengemeinde St. Marien",
+                 "Jugendclub Am Hafen", "Kita Sonnenblume", "Heimatverein Seeblick", "Regionale Schule am Wall"]
+
+
 def create_users(session: Session, clock, *, password: str | None = DEMO_PASSWORD) -> None:
     for username, name, memberships in DEMO_USERS:
         identity.add_user(session, username, now=clock.now(), display_name=name, password=password,
@@ -98,6 +102,8 @@ def sample_values(form: FormDefinition, rng: random.Random, data: dict) -> dict:
             value = rng.randint(low, max(low, min(high, low + 5)))
         elif f.type == "datetime":
             value = clock_date(data)
+        elif last.startswith("organisation"):
+            value = rng.choice(ORGANISATIONS)
         elif "name" in last or "given_by" in last:
             value = person
         elif "contact" in last:

@@ -762,3 +762,17 @@ def test_deep_merge_keeps_sibling_keys_of_nested_task_data():
         "client": {"name": "A", "city": "Stralsund"},
         "phase": "open",
     }
+
+
+def test_demo_values_fit_every_form_of_the_network_and_name_organisations_as_organisations():
+    import random
+
+    from engine import demo
+
+    root = Path(__file__).resolve().parent.parent / "forms"
+    for path in sorted(root.glob("*.form")):
+        definition = load_form(path.read_bytes(), file=path.name)
+        values = demo.sample_values(definition, random.Random(1), {})
+        visible = definition.validate(values)  # plausible means: the form accepts them
+        if "organisation_name" in values:
+            assert visible["organisation_name"] in demo.ORGANISATIONS, path.name
