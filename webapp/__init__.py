@@ -98,12 +98,16 @@ def _template_gettext(app: Flask) -> None:
     from flask_babel import get_translations
 
     def translations():
-        ctx = g.get("_flask_babel") if g else None
-        found = getattr(ctx, "babel_translations", None)
-        if found is None:
-            found = get_translations()
-            if g:
-                g._flask_babel.babel_translations = found
+        try:
+            found = g._flask_babel.babel_translations
+            if found is not None:
+                return found
+        except AttributeError:  # no Flask-Babel context yet, or no catalogue kept in it
+            pass
+        except RuntimeError:  # outside an application context: Flask-Babel's answer
+            return get_translations()
+        found = get_translations()  # creates Flask-Babel's context if need be
+        g._flask_babel.babel_translations = found
         return found
 
     app.jinja_env.install_gettext_callables(

@@ -54,7 +54,8 @@ def _load(user_id: str):
 
 
 def me() -> User | None:
-    return current_user.row if current_user and current_user.is_authenticated else None
+    user = current_user._get_current_object()  # one lookup through the proxy (a page asks dozens of times)
+    return user.row if user is not None and user.is_authenticated else None
 
 
 def requires(permission: policy.Permission):

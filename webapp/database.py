@@ -25,9 +25,11 @@ def init_app(app: Flask) -> None:
 
 
 def session() -> Session:
-    if "db_session" not in g:
+    try:
+        return g.db_session
+    except AttributeError:
         g.db_session = current_app.extensions["fallwerk.sessions"]()
-    return g.db_session
+        return g.db_session
 
 
 def clock() -> Clock:
