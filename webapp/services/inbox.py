@@ -1,7 +1,9 @@
 """The inbox: my tasks and my team's claimable tasks, filtered, sorted and paged by keyset.
 
 Keyset pagination (a cursor of the last row's sort values) stays fast however many open tasks there
-are; counts stop at COUNT_CAP so that counting is bounded too.
+are; counts stop at COUNT_CAP so that counting is bounded too. The database keeps only the user's tasks
+(engine.queries: which tasks, and how each is read along an index), so that a page reads its rows and
+stops; the team's count is read from the user's candidate entries.
 """
 
 from __future__ import annotations
@@ -10,18 +12,18 @@ import base64
 import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache
 from urllib.parse import urlencode
 
-from sqlalchemy import and_, exists, func, or_, select, tuple_, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, or_, select, tuple_
+from sqlalchemy.orm import Session, aliased
 
-from engine.identity import groups_of
+from engine import queries
 from engine.models import ProcessDefinition, ProcessInstance, Task, TaskCandidate, Unit, User
 
 VIEWS = ("mine", "team")
 SORTS = ("due", "priority", "created")
 DUES = ("", "overdue", "soon")
-MANY = 1000
 COUNT_CAP = 99  # a tab shows "99+" beyond: nobody reads a larger count, and counting stays cheap
 
 
@@ -71,68 +73,45 @@ class InboxPage:
     counts: dict[str, int]
     next_cursor: str | None
     capped: set[str] = field(default_factory=set)
+    processes: dict[str, str] = field(default_factory=dict)  # key -> name, for the rows and the filter
 
 
-def _candidate_ids(user: User):
-    """Ids of tasks with the user (or one of their groups) as candidate: two index searches."""
-    by_name = select(TaskCandidate.task_id).where(TaskCandidate.kind == "user", TaskCandidate.value == user.username)
-    by_group = select(TaskCandidate.task_id).where(TaskCandidate.kind == "group",
-                                                   TaskCandidate.value.in_(sorted(groups_of(user))))
-    return union_all(by_name, by_group)
-
-
-def _is_candidate(user: User):
-    """The same, as a condition on each task row (an index lookup per row)."""
-    return exists().where(TaskCandidate.task_id == Task.id, or_(
-        and_(TaskCandidate.kind == "user", TaskCandidate.value == user.username),
-        and_(TaskCandidate.kind == "group", TaskCandidate.value.in_(sorted(groups_of(user))))))
-
-
-def _not_excluded(user: User):
-    return ~exists().where(TaskCandidate.task_id == Task.id, TaskCandidate.kind == "not",
-                           TaskCandidate.value == user.username)
-
-
-def _base(user: User, view: str, *, many: bool = False, check: bool = True):
-    """Open tasks of a view. For the team view, `many` checks each task read in sort order (fast when
-    most open tasks are the user's); otherwise the user's candidate entries drive the query (fast when
-    they are few). `many_candidates()` tells which is the case. `check=False` leaves the candidate check
-    to the caller (`_scan`)."""
+@cache
+def _walked(view: str):
+    """Open tasks of a view, each checked on its own (engine.queries), read along a sort index: a page
+    stops after its rows. For the team view that is fast when many open tasks are the user's."""
     if view == "mine":
-        return select(Task).where(Task.state == "open", Task.assignee == user.username, _not_excluded(user))
-    query = select(Task).where(Task.state == "open", Task.assignee.is_(None))
-    if not check:
-        return query
-    mine = _is_candidate(user) if many else Task.id.in_(_candidate_ids(user))
-    return query.where(mine, _not_excluded(user))
+        return select(Task).where(queries.assigned_visible())
+    return select(Task).where(queries.unassigned_visible(many=True))
 
 
-def _keep(session: Session, user: User, tasks: list[Task]) -> list[Task]:
-    """The tasks of a batch that the user is a candidate for and not excluded from (two small queries)."""
-    ids = [t.id for t in tasks]
-    if not ids:
-        return []
-    rows = session.execute(select(TaskCandidate.task_id, TaskCandidate.kind).where(
-        TaskCandidate.task_id.in_(ids), or_(
-            and_(TaskCandidate.kind.in_(("user", "not")), TaskCandidate.value == user.username),
-            and_(TaskCandidate.kind == "group", TaskCandidate.value.in_(sorted(groups_of(user))))))).all()
-    excluded = {task_id for task_id, kind in rows if kind == "not"}
-    allowed = {task_id for task_id, kind in rows if kind != "not"} - excluded
-    return [t for t in tasks if t.id in allowed]
+@cache
+def _from_entries():
+    """The team's tasks read from all of the user's candidate entries (each task once): as many rows as
+    entries, however few open tasks there are or the filters keep (`whole`: see queries.candidate_tasks)."""
+    entries = queries.candidate_tasks(whole=True)
+    return (select(Task).select_from(entries).join(Task, Task.id == entries.c.task_id)
+            .where(Task.state == "open", Task.assignee.is_(None), queries.not_excluded()))
 
 
-def _scan(session: Session, read, keep, limit: int, batch: int = 200) -> list[Task]:
-    """Read rows in sort order batch by batch (`read(cursor_row, n)`) and keep what `keep` keeps, until
-    `limit` rows are kept: a nested loop that both databases run along an index."""
-    found: list[Task] = []
-    last = None
-    while len(found) < limit:
-        rows = read(last, batch)
-        found += keep(rows)
-        if len(rows) < batch:
-            break
-        last = rows[-1]
-    return found[:limit]
+@cache
+def _team_entries():
+    """The user's candidate entries (each task once), and the condition on a task row that its entry counts
+    (open, unassigned, not excluded): to be completed with the filters and put in an EXISTS per entry."""
+    entries = queries.candidate_tasks()
+    task = (select(Task.id).where(Task.id == entries.c.task_id, Task.state == "open", Task.assignee.is_(None),
+                                  queries.not_excluded()))
+    return entries, task
+
+
+def _source(f: InboxFilter, walk: bool, now: datetime, soon_days: int):
+    """The filtered tasks of the view as a query, and the entity whose columns sort and page it."""
+    if walk:
+        return _filtered(_walked(f.view), f, now, soon_days), Task
+    # OFFSET 0 keeps both databases from merging this into the sorted page query, where they would walk
+    # the sort index again (probing the entries) instead of sorting the few tasks found
+    found = aliased(Task, _filtered(_from_entries(), f, now, soon_days).offset(0).subquery())
+    return select(found), found
 
 
 def _filtered(query, f: InboxFilter, now: datetime, soon_days: int):
@@ -144,44 +123,63 @@ def _filtered(query, f: InboxFilter, now: datetime, soon_days: int):
         query = query.where(Task.due_at >= now, Task.due_at < now + timedelta(days=soon_days))
     if f.unit:
         escaped = f.unit.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(exists().where(
+        # OFFSET 0 keeps this a lookup per task for PostgreSQL: as a join it underestimates the tasks that are
+        # both the user's and the unit's, and sorts all of them instead of reading in order (200 ms)
+        query = query.where(exists(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id == Task.id, TaskCandidate.kind == "group",
-            or_(TaskCandidate.value == f.unit, TaskCandidate.value.like(escaped + ":%", escape="\\"))))
+            or_(TaskCandidate.value == f.unit, TaskCandidate.value.like(escaped + ":%", escape="\\"))).offset(0)))
     if f.text:
         escaped = f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(Task.title.ilike(f"%{escaped}%", escape="\\"))
     return query
 
 
-def _after(query, sort: str, cursor: list | None):
-    """Rows after the cursor in the sort order (keyset), and the ordering; due dates: see `_due_page`."""
+def _after(query, t, sort: str, cursor: list | None):
+    """Rows of `t` (Task or an alias) after the cursor in the sort order (keyset), and the ordering; due
+    dates: see `_due_page`. PostgreSQL reads the team's tasks along ix_tasks_state_priority/_created (state,
+    key, id), SQLite along ix_tasks_open_priority/_created (state, assignee, key, id). No `assignee` first
+    here (as in `_due_page`): PostgreSQL would then take a read in due-date order with an incremental sort,
+    costed as if the unassigned tasks were a small group (100 ms for the overdue filter)."""
     value, last_id = cursor if cursor is not None else (None, None)
     if sort == "priority":
         if cursor is not None:
-            query = query.where(tuple_(Task.priority, Task.id) < tuple_(value, last_id))
-        return query.order_by(Task.priority.desc(), Task.id.desc())
+            query = query.where(tuple_(t.priority, t.id) < tuple_(value, last_id))
+        return query.order_by(t.priority.desc(), t.id.desc())
     if cursor is not None:
         at = datetime.fromisoformat(value)
-        query = query.where(tuple_(Task.created_at, Task.id) < tuple_(at, last_id))
-    return query.order_by(Task.created_at.desc(), Task.id.desc())
+        query = query.where(tuple_(t.created_at, t.id) < tuple_(at, last_id))
+    return query.order_by(t.created_at.desc(), t.id.desc())
 
 
-def _due_page(session: Session, query, cursor: list | None, limit: int) -> list[Task]:
+def _due_page(session: Session, query, t, cursor: list | None, limit: int, values: dict) -> list[Task]:
     """By due date, tasks without one last: two index-ordered reads instead of one sort of everything."""
+    # `assignee` (one value in either view) first and due_at kept in the undated order: then PostgreSQL reads
+    # ix_tasks_open_assignee (state, assignee, due_at, id) in order (see engine.queries)
+    order = (t.assignee, t.due_at, t.id)
     tasks: list[Task] = []
     if cursor is None or cursor[0] is not None:
-        dated = query.where(Task.due_at.is_not(None))
+        dated = query.where(t.due_at.is_not(None))
         if cursor is not None:
             at = datetime.fromisoformat(cursor[0])
-            dated = dated.where(tuple_(Task.due_at, Task.id) > tuple_(at, cursor[1]))
-        tasks = list(session.scalars(dated.order_by(Task.due_at, Task.id).limit(limit)))
+            dated = dated.where(tuple_(t.due_at, t.id) > tuple_(at, cursor[1]))
+        tasks = list(session.scalars(dated.order_by(*order).limit(limit), values))
         cursor = None
     if len(tasks) < limit:
-        undated = query.where(Task.due_at.is_(None))
+        undated = query.where(t.due_at.is_(None))
         if cursor is not None:
-            undated = undated.where(Task.id > cursor[1])
-        tasks += session.scalars(undated.order_by(Task.id).limit(limit - len(tasks)))
+            undated = undated.where(t.id > cursor[1])
+        tasks += session.scalars(undated.order_by(*order).limit(limit - len(tasks)), values)
     return tasks
+
+
+def _due_after(query, t, cursor: list | None):
+    """The order of `_due_page` in one sorted statement: dated tasks by date and id, then undated by id."""
+    if cursor is not None and cursor[0] is not None:
+        at = datetime.fromisoformat(cursor[0])
+        query = query.where(or_(t.due_at.is_(None), tuple_(t.due_at, t.id) > tuple_(at, cursor[1])))
+    elif cursor is not None:
+        query = query.where(t.due_at.is_(None), t.id > cursor[1])
+    return query.order_by(t.due_at.is_(None), t.due_at, t.id)
 
 
 def _cursor(task: Task, sort: str) -> str:
@@ -213,41 +211,42 @@ def decode_cursor(text: str | None, sort: str = "due") -> list | None:
     return None
 
 
-def many_candidates(session: Session, user: User) -> bool:
-    """Whether the user is candidate of more than MANY tasks (open or not): an index-only count that
-    picks how the team view is read (see `_base`)."""
-    limited = _candidate_ids(user).limit(MANY + 1).subquery()
-    return (session.scalar(select(func.count()).select_from(limited)) or 0) > MANY
-
-
-def count(session: Session, user: User, f: InboxFilter, view: str, *, now: datetime, soon_days: int = 2,
-          many: bool | None = None) -> int:
+def count(session: Session, user: User, f: InboxFilter, view: str, *, now: datetime, soon_days: int = 2) -> int:
     """How many open tasks the view has, counted up to COUNT_CAP + 1."""
-    many = many_candidates(session, user) if many is None and view == "team" else bool(many)
-    limited = (_filtered(_base(user, view, many=many), f, now, soon_days).with_only_columns(Task.id)
-               .limit(COUNT_CAP + 1))
-    return session.scalar(select(func.count()).select_from(limited.subquery())) or 0
+    if view == "mine":
+        counted = _filtered(_walked(view).with_only_columns(Task.id), f, now, soon_days)
+    else:
+        # From the user's candidate entries, which stops after COUNT_CAP + 1 hits (walking the open tasks
+        # would read ~15 tasks per hit, ~75 with a text filter). The task is checked in an EXISTS per entry:
+        # as a join, SQLite may walk a range of tasks instead (a due filter) and probe the entries (90 ms).
+        entries, task = _team_entries()
+        counted = select(entries.c.task_id).where(exists(_filtered(task, f, now, soon_days)))
+    limited = counted.limit(COUNT_CAP + 1).subquery()
+    return session.scalar(select(func.count()).select_from(limited), queries.params(user)) or 0
 
 
-def _row_cursor(task: Task, sort: str) -> list:
-    return decode_cursor(_cursor(task, sort), sort)
+def _walk_team(session: Session, user: User, team_count: int) -> bool:
+    """Whether to walk the team's tasks in sort order: that finds a page quickly when more than COUNT_CAP of
+    them pass the filters and the user has many candidate entries (as the entries of a unit have).
+    Otherwise the tasks found from the entries are sorted: few entries, or few tasks that pass the filters,
+    where a walk would read most open tasks."""
+    return team_count > COUNT_CAP and queries.many_candidates(session, user)
 
 
 def inbox(session: Session, user: User, f: InboxFilter, *, now: datetime, after: str | None = None,
           size: int = 25, soon_days: int = 2) -> InboxPage:
-    many = many_candidates(session, user)
-    counts = {view: count(session, user, f, view, now=now, soon_days=soon_days, many=many) for view in VIEWS}
+    """One page of a view, with both views' counts."""
+    values = queries.params(user)
+    counts = {view: count(session, user, f, view, now=now, soon_days=soon_days) for view in VIEWS}
     cursor = decode_cursor(after, f.sort)
-    scan = many and f.view == "team"
-    query = _filtered(_base(user, f.view, many=many, check=not scan), f, now, soon_days)
-
-    def read(last: Task | None, n: int) -> list[Task]:
-        position = cursor if last is None else _row_cursor(last, f.sort)
-        if f.sort == "due":
-            return _due_page(session, query, position, n)
-        return list(session.scalars(_after(query, f.sort, position).limit(n)))
-
-    tasks = _scan(session, read, lambda rows: _keep(session, user, rows), size + 1) if scan else read(None, size + 1)
+    walk = f.view == "mine" or _walk_team(session, user, counts["team"])
+    query, entity = _source(f, walk, now, soon_days)
+    if f.sort == "due" and not walk:  # the tasks found are sorted anyway: both parts in one statement
+        tasks = list(session.scalars(_due_after(query, entity, cursor).limit(size + 1), values))
+    elif f.sort == "due":
+        tasks = _due_page(session, query, entity, cursor, size + 1, values)
+    else:
+        tasks = list(session.scalars(_after(query, entity, f.sort, cursor).limit(size + 1), values))
     more = len(tasks) > size
     tasks = tasks[:size]
     ids = {t.instance_id for t in tasks}
@@ -260,7 +259,7 @@ def inbox(session: Session, user: User, f: InboxFilter, *, now: datetime, after:
             for t in tasks]
     capped = {v for v, n in counts.items() if n > COUNT_CAP}
     counts = {v: min(n, COUNT_CAP) for v, n in counts.items()}  # shown as "99+"
-    return InboxPage(rows, counts, _cursor(tasks[-1], f.sort) if more else None, capped)
+    return InboxPage(rows, counts, _cursor(tasks[-1], f.sort) if more else None, capped, names)
 
 
 def process_names(session: Session) -> dict[str, str]:

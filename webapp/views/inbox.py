@@ -25,7 +25,7 @@ def index():
     page = service.inbox(session, user, f, now=database.clock().now(), after=request.args.get("after"),
                          size=current_app.config["INBOX_PAGE_SIZE"], soon_days=current_app.config["DUE_SOON_DAYS"])
     saved = session.scalars(select(SavedFilter).where(SavedFilter.user_id == user.id).order_by(SavedFilter.name)).all()
-    return render_template("inbox.html", f=f, page=page, saved=saved, processes=service.process_names(session),
+    return render_template("inbox.html", f=f, page=page, saved=saved, processes=page.processes,
                            units=service.unit_options(session, user),
                            filter_form=SavedFilterForm(query=f.query_string()), action_form=EmptyForm())
 
