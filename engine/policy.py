@@ -294,14 +294,18 @@ _CANDIDATES = "policy_candidates"
 @event.listens_for(Session, "after_flush")
 @event.listens_for(Session, "after_commit")
 @event.listens_for(Session, "after_soft_rollback")
-def _forget_candidates(session: Session, *_args) -> None:
+def forget_candidates(session: Session, *_args) -> None:
+    """Forget the candidates read in this session. Called on every flush, commit and rollback and for any
+    ORM update or delete; code that changes an open task's candidates with a plain statement on the
+    session's connection (not through the session) calls it itself. (The task mirror's plain statements
+    only remove the candidates of tasks they withdraw, whose recorded lists count from then on.)"""
     session.info.pop(_CANDIDATES, None)
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _forget_candidates_on_dml(state) -> None:
-    if not state.is_select:  # an UPDATE or DELETE through the session (the task mirror deletes candidates)
-        state.session.info.pop(_CANDIDATES, None)
+    if not state.is_select:  # an UPDATE or DELETE through the session
+        forget_candidates(state.session)
 
 
 def is_candidate(user: User, task: Task, candidates: Mapping[str, set[str]] | None = None) -> bool:
