@@ -91,7 +91,8 @@ def completed_steps(session: Session, runtime: Runtime, instance: ProcessInstanc
         rows = session.scalars(select(Task).where(Task.instance_id == instance.id, Task.state == "completed")
                                .order_by(Task.ended_at, Task.created_at, Task.id)).all()
     else:
-        rows = sorted((t for t in tasks if t.state == "completed"), key=lambda t: (t.ended_at, t.created_at, t.id))
+        rows = sorted((t for t in tasks if t.state == "completed"),
+                      key=lambda t: (t.ended_at or t.created_at, t.created_at, t.id))
     steps = []
     for row in rows:
         step = Step(row, row.title)

@@ -115,7 +115,8 @@ def submit(task_id: str):
 
 
 def _work_on(task_id: str, action: str):
-    """"draft" saves the values entered; "refresh" shows or hides fields for them."""
+    """A post that is not a completion: action "draft" saves the values entered, "refresh" (and anything
+    else) shows the form again with fields shown or hidden for them."""
     user, runtime = me(), database.runtime()
     ctx = _context(task_id)
     task = ctx.task
