@@ -19,7 +19,7 @@ from sqlalchemy import select
 from . import config, db, identity
 from .clock import Clock, FixedClock, parse_instant
 from .errors import FallwerkError, ModelError, ValidationFailed
-from .models import AuditEvent, Incident, ProcessInstance, Task, TaskCandidate, Timer
+from .models import AuditEvent, Incident, ProcessInstance, Task, Timer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -280,19 +280,18 @@ def tasks(c: Context, user, instance, show_all, as_json):
             rows = session.scalars(query.limit(1000)).all()
         if user and instance is not None:
             rows = [r for r in rows if r.instance_id == instance]
-        out = [_task_dict(session, r) for r in rows]
+        out = [_task_dict(r) for r in rows]
     _emit(as_json, out, "\n".join(
         f"{t['id'][:8]}  #{t['instance']:<5} {t['state']:<9} {t['element_id']:<28} {t['title']}"
         f"{'  @' + t['assignee'] if t['assignee'] else ''}" for t in out) or "no tasks")
 
 
-def _task_dict(session, row: Task) -> dict:
-    candidates = session.scalars(select(TaskCandidate).where(TaskCandidate.task_id == row.id)).all()
+def _task_dict(row: Task) -> dict:
     return {
         "id": row.id, "instance": row.instance_id, "process": row.process_key, "element_id": row.element_id,
         "title": row.title, "kind": row.kind, "state": row.state, "assignee": row.assignee,
-        "candidate_users": [x.value for x in candidates if x.kind == "user"],
-        "candidate_groups": [x.value for x in candidates if x.kind == "group"],
+        "candidate_users": [u for u in (row.candidate_users or "").split(",") if u],
+        "candidate_groups": [g for g in (row.candidate_groups or "").split(",") if g],
         "due_at": row.due_at, "follow_up_at": row.follow_up_at, "priority": row.priority,
         "form_ref": row.form_ref, "lane": row.lane, "completed_by": row.completed_by,
     }
@@ -399,7 +398,7 @@ def _instance_summary(session, instance: ProcessInstance, full: bool = False) ->
         "version": instance.definition.version, "status": instance.status,
         "has_incident": instance.has_incident,
         "active": [e for e in instance.active_elements.split(",") if e],
-        "tasks": [_task_dict(session, r) for r in open_rows],
+        "tasks": [_task_dict(r) for r in open_rows],
     }
     if full:
         workflow = Runtime(session).load_workflow(instance)

@@ -96,10 +96,15 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
 
 
 def complete_task(session: Session, row: Task, *, user: str, now: datetime) -> None:
-    """Mark a task's row completed now (a plain update), and the loaded `row` with it."""
+    """Mark a task's row completed now (plain statements), and the loaded `row` with it.
+
+    Like a withdrawn task, a completed one leaves the candidate entries, which serve open tasks only
+    (the inbox reads them); its recorded lists (`candidate_users`, `candidate_groups`) stay."""
     values = {"state": "completed", "ended_at": now, "completed_by": user, "draft_json": None,
               "assignee": row.assignee or user}
-    session.connection().execute(_COMPLETE_TASK, {"task_id": row.id, **values})
+    conn = session.connection()
+    conn.execute(_COMPLETE_TASK, {"task_id": row.id, **values})
+    conn.execute(_DELETE_CANDIDATES, {"task_id": row.id})
     for name, value in values.items():
         set_committed_value(row, name, value)
 
@@ -111,6 +116,7 @@ def _insert_new(model, conn):
 
 _INSERT_NEW = {(dialect.__name__.rsplit(".", 1)[-1], model): dialect.insert(model.__table__).on_conflict_do_nothing()
                for dialect in (postgresql, sqlite) for model in (Task, TaskCandidate)}
+_DELETE_CANDIDATES = delete(TaskCandidate.__table__).where(TaskCandidate.task_id == bindparam("task_id"))
 _OPEN_TASKS = select(Task.id).where(Task.instance_id == bindparam("instance_id"), Task.state == "open")
 _COMPLETE_TASK = update(Task.__table__).where(Task.id == bindparam("task_id")).values(
     {name: bindparam(name) for name in ("state", "ended_at", "completed_by", "draft_json", "assignee")})

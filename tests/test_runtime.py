@@ -11,7 +11,7 @@ from engine import identity, serialization
 from engine.deploy import deploy
 from engine.errors import ModelError, NotFound, PermissionDenied, StaleTask, ValidationFailed
 from engine.identity import get_user
-from engine.models import AuditEvent, Incident, ProcessDefinition, ProcessInstance, Task
+from engine.models import AuditEvent, Incident, ProcessDefinition, ProcessInstance, Task, TaskCandidate
 from engine.queries import open_tasks_for_user
 from engine.runtime import completed_elements
 from tests import modelkit
@@ -160,6 +160,8 @@ def test_completion_checks_who_acts_under_the_lock(org):
     with org.transaction() as s:
         row = s.get(Task, task.id)
         assert (row.state, row.completed_by, row.assignee) == ("completed", "otto", "otto")
+        assert (row.candidate_groups, row.candidate_users) == ("rz-west", "otto")  # the record stays
+        assert s.scalars(select(TaskCandidate).where(TaskCandidate.task_id == task.id)).all() == []  # inbox entries go
 
 
 def test_claim_unclaim_and_hand_over(org):
