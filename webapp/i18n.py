@@ -7,16 +7,17 @@ catalogue is webapp/translations/en/LC_MESSAGES/messages.po, compiled to message
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from flask import Flask
-from flask_babel import format_datetime, format_decimal, get_locale
+from flask_babel import format_decimal, get_locale
 from flask_login import current_user
 
 LANGUAGES = {"de": "Deutsch", "en": "English"}
 TIMEZONE = "Europe/Berlin"
-_DATETIME = {"de": "dd.MM.yyyy, HH:mm 'Uhr'", "en": "d MMM yyyy, HH:mm"}
-_DATE = {"de": "dd.MM.yyyy", "en": "d MMM yyyy"}
+_BERLIN = ZoneInfo(TIMEZONE)
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def select_locale() -> str:
@@ -36,19 +37,30 @@ def _lang() -> str:
 
 
 def fmt_datetime(value: datetime | None) -> str:
+    """An instant in German time, "26.11.2026, 14:05 Uhr" ("26 Nov 2026, 14:05" in English).
+
+    Written out rather than through Babel (the same output, see the tests): a page shows many dates,
+    and Babel parses the pattern at each call."""
     if value is None:
         return ""
-    return format_datetime(value, _DATETIME.get(_lang(), _DATETIME["de"]))
+    at = _local(value)
+    if _lang() == "en":
+        return f"{at.day} {_MONTHS_EN[at.month - 1]} {at.year}, {at:%H:%M}"
+    return f"{at:%d.%m.%Y, %H:%M} Uhr"
 
 
 def fmt_date(value: date | datetime | None) -> str:
     if value is None:
         return ""
-    if isinstance(value, datetime):
-        return format_datetime(value, _DATE.get(_lang(), _DATE["de"]))
-    from flask_babel import format_date
+    day = _local(value) if isinstance(value, datetime) else value
+    if _lang() == "en":
+        return f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}"
+    return f"{day:%d.%m.%Y}"
 
-    return format_date(value, _DATE.get(_lang(), _DATE["de"]))
+
+def _local(value: datetime) -> datetime:
+    """German time; a naive value is UTC (as Babel takes it)."""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(_BERLIN)
 
 
 def fmt_number(value) -> str:

@@ -127,6 +127,30 @@ def test_numbers_are_formatted_for_the_language(app):
             assert fmt_number(1234.5) == "1,234.5"
 
 
+def test_dates_read_as_babel_writes_them_in_german_time_across_summer_time(app):
+    from datetime import UTC, date, datetime, timedelta
+
+    from flask_babel import force_locale, format_date, format_datetime
+
+    from webapp.i18n import fmt_date, fmt_datetime
+
+    patterns = {"de": ("dd.MM.yyyy, HH:mm 'Uhr'", "dd.MM.yyyy"), "en": ("d MMM yyyy, HH:mm", "d MMM yyyy")}
+    # every hour around both changes of 2026 (29 March, 25 October), and every month's first day
+    instants = [datetime(2026, 3, 28, 20, tzinfo=UTC) + timedelta(hours=h) for h in range(12)]
+    instants += [datetime(2026, 10, 24, 20, tzinfo=UTC) + timedelta(hours=h) for h in range(12)]
+    instants += [datetime(2026, month, 1, 23, 30, tzinfo=UTC) for month in range(1, 13)]
+    instants += [datetime(2026, 12, 31, 23, 5)]  # naive: UTC
+    with app.test_request_context():
+        for language, (long, short) in patterns.items():
+            with force_locale(language):
+                for at in instants:
+                    assert fmt_datetime(at) == format_datetime(at, long), at
+                    assert fmt_date(at) == format_datetime(at, short), at
+                    assert fmt_date(at.date()) == format_date(at.date(), short), at
+                assert fmt_date(date(2026, 9, 7)) == format_date(date(2026, 9, 7), short)
+                assert fmt_datetime(None) == fmt_date(None) == ""
+
+
 def test_the_compiled_english_catalogue_is_up_to_date():
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
