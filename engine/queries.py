@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, aliased
 from .identity import groups_of
 from .models import Task, TaskCandidate, User
 
-MANY = 1000  # candidate entries (open tasks or not) beyond which unassigned tasks are read by walking an index
+MANY = 1000  # candidate entries (open tasks have them) beyond which unassigned tasks are read by walking an index
 
 USER = bindparam("inbox_user", type_=String)
 GROUPS = bindparam("inbox_groups", type_=String, expanding=True)
@@ -99,7 +99,7 @@ def _many_statement():
 
 
 def many_candidates(session: Session, user: User) -> bool:
-    """Whether the user is candidate of more than MANY tasks (open or not): an index-only count of at most
+    """Whether the user is candidate of more than MANY open tasks: an index-only count of at most
     MANY + 1 entries that picks how unassigned tasks are read (see `unassigned_visible`)."""
     return (session.scalar(_many_statement(), params(user)) or 0) > MANY
 

@@ -22,18 +22,22 @@ def many(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture
-def instance(org):
+def instance_without_tasks(db) -> int:
     """One running instance whose own task rows are removed: the tests write the mirror rows themselves."""
-    with org.transaction() as s:
-        deploy(s, {"chain.bpmn": modelkit.chain(n=1, groups="lks")}, user="carla", now=org.clock.now())
-    with org.transaction() as s:
-        iid = org.runtime(s).start("chain", user="carla").id
-    with org.transaction() as s:
+    with db.transaction() as s:
+        deploy(s, {"chain.bpmn": modelkit.chain(n=1, groups="lks")}, user="carla", now=db.clock.now())
+    with db.transaction() as s:
+        iid = db.runtime(s).start("chain", user="carla").id
+    with db.transaction() as s:
         ids = select(Task.id).where(Task.instance_id == iid)
         s.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(ids)))
         s.execute(delete(Task).where(Task.instance_id == iid))
     return iid
+
+
+@pytest.fixture
+def instance(org):
+    return instance_without_tasks(org)
 
 
 def add_task(db, instance_id, title, *, groups=(), users=(), excluded=(), assignee=None, due=None, priority=50,

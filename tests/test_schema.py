@@ -8,7 +8,7 @@ from uuid import UUID
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -82,3 +82,28 @@ def test_a_pooled_connection_the_server_dropped_is_replaced_after_idling(postgre
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_the_upgrade_to_0007_drops_the_candidate_entries_of_closed_tasks(org):
+    """Completed tasks used to keep their candidate entries; the migration removes those, and only those."""
+    from alembic import command
+
+    from engine.migrate import alembic_config, upgrade
+    from engine.models import Task, TaskCandidate
+
+    _deploy(org, chain=modelkit.chain(n=2))
+    iid = _start(org, "chain")
+    (first,) = _open(org, iid)
+    with org.transaction() as s:
+        org.runtime(s).complete(first.id, user="alice", data={})
+    with org.engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+    with org.transaction() as s:  # what a completion left before
+        s.add(TaskCandidate(task_id=first.id, kind="group", value="rz-west"))
+    upgrade(org.engine)
+    with org.transaction() as s:
+        left = {c.task_id for c in s.scalars(select(TaskCandidate))}
+        (second,) = s.scalars(select(Task).where(Task.instance_id == iid, Task.state == "open")).all()
+    assert left == {second.id}

@@ -7,12 +7,8 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, select
 
-from engine.deploy import deploy
-from engine.models import Task, TaskCandidate
-from tests import modelkit
-from tests.test_queries import add_task
+from tests.test_queries import add_task, instance_without_tasks
 from tests.web.conftest import login
 from webapp.services import inbox as service
 
@@ -26,16 +22,7 @@ def many(request, monkeypatch):
 
 @pytest.fixture
 def instance(web):
-    """A running case whose own task rows are removed: the tests write the mirror rows themselves."""
-    with web.transaction() as s:
-        deploy(s, {"chain.bpmn": modelkit.chain("chain", n=1, groups="lks")}, user="carla", now=web.clock.now())
-    with web.transaction() as s:
-        iid = web.runtime(s).start("chain", user="carla").id
-    with web.transaction() as s:
-        own = select(Task.id).where(Task.instance_id == iid)
-        s.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(own)))
-        s.execute(delete(Task).where(Task.instance_id == iid))
-    return iid
+    return instance_without_tasks(web)
 
 
 def _ids(response) -> list[str]:
