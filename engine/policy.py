@@ -265,7 +265,7 @@ def task_candidates(session: Session, task: Task) -> dict[str, set[str]]:
     """Candidates of a task: the live rows while it is open, the recorded lists once it is closed.
 
     The live rows are read once per session and task (a page asks several questions about one task);
-    any write through the session forgets them (`_forget_candidates`). Treat the result as read-only.
+    any write through the session forgets them (`forget_candidates`). Treat the result as read-only.
     """
     if task.state != "open":
         return {"user": {u for u in (task.candidate_users or "").split(",") if u},
@@ -298,7 +298,7 @@ def forget_candidates(session: Session, *_args) -> None:
     """Forget the candidates read in this session. Called on every flush, commit and rollback and for any
     ORM update or delete; code that changes an open task's candidates with a plain statement on the
     session's connection (not through the session) calls it itself. (The task mirror's plain statements
-    only remove the candidates of tasks they withdraw, whose recorded lists count from then on.)"""
+    only remove the candidates of tasks they close, whose recorded lists count from then on.)"""
     session.info.pop(_CANDIDATES, None)
 
 
