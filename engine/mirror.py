@@ -50,8 +50,8 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
     `open_tasks` are the ids of the instance's open rows if the caller has read them in this
     transaction; otherwise they are read here. Rows changed in this transaction must be written
     first (see `complete_task`). Plain statements on the session's connection; a finished row with
-    the id of a new task is history and stays as it is (the inserts skip existing ids). Returns the
-    values of the rows created.
+    the id of a new task is history and stays as it is, without candidate entries (the insert skips
+    existing ids). Returns the values of the rows created.
     """
     ready = {str(t.id): t for t in waiting_human_tasks(workflow)}
     conn = session.connection()
@@ -89,7 +89,9 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
                              ("not", info.get("excluded_users", ()))):
             candidates += [{"task_id": task_id, "kind": kind, "value": value} for value in values]
     if created:
-        conn.execute(_insert_new(Task, conn), created)
+        inserted = set(conn.scalars(_insert_new(Task, conn).returning(Task.id), created))
+        created = [row for row in created if row["id"] in inserted]
+        candidates = [entry for entry in candidates if entry["task_id"] in inserted]
     if candidates:
         conn.execute(_insert_new(TaskCandidate, conn), candidates)
     return created

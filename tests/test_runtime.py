@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 
 from engine import identity, serialization
 from engine.deploy import deploy
@@ -162,6 +162,20 @@ def test_completion_checks_who_acts_under_the_lock(org):
         assert (row.state, row.completed_by, row.assignee) == ("completed", "otto", "otto")
         assert (row.candidate_groups, row.candidate_users) == ("rz-west", "otto")  # the record stays
         assert s.scalars(select(TaskCandidate).where(TaskCandidate.task_id == task.id)).all() == []  # inbox entries go
+
+
+def test_the_mirror_never_reopens_a_finished_row_nor_gives_it_candidate_entries(org):
+    _deploy(org, chain=modelkit.chain(n=2))
+    iid = _start(org, "chain")
+    (task,) = _open(org, iid)
+    with org.transaction() as s:  # a row closed while its task is still READY in the state (history)
+        s.get(Task, task.id).state = "withdrawn"
+        s.execute(delete(TaskCandidate).where(TaskCandidate.task_id == task.id))
+    with org.transaction() as s:  # a save that mirrors the READY task again
+        org.runtime(s).set_data(iid, {"note": "x"}, user="lena")
+    with org.transaction() as s:
+        assert s.get(Task, task.id).state == "withdrawn"
+        assert s.scalars(select(TaskCandidate).where(TaskCandidate.task_id == task.id)).all() == []
 
 
 def test_claim_unclaim_and_hand_over(org):
