@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -41,8 +42,18 @@ def waiting_human_tasks(workflow) -> list:
     return workflow.get_tasks(state=TaskState.READY, manual=True)
 
 
+@dataclass
+class Mirrored:
+    """What `sync_tasks` did: the rows it created and their candidate entries (as inserted), and the
+    instance's rows that were open before and still are."""
+
+    created: list[dict]
+    candidates: list[dict]
+    still_open: set[str]
+
+
 def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: datetime, describe: Callable,
-               open_tasks: set[str] | None = None) -> list[dict]:
+               open_tasks: set[str] | None = None) -> Mirrored:
     """Insert rows for new READY human tasks and withdraw rows whose task is no longer READY.
 
     `describe(spiff_task)` returns the resolved attributes of a new task (see runtime._describe); it
@@ -51,7 +62,7 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
     transaction; otherwise they are read here. Rows changed in this transaction must be written
     first (see `complete_task`). Plain statements on the session's connection; a finished row with
     the id of a new task is history and stays as it is, without candidate entries (the insert skips
-    existing ids). Returns the values of the rows created.
+    existing ids).
     """
     ready = {str(t.id): t for t in waiting_human_tasks(workflow)}
     conn = session.connection()
@@ -94,7 +105,7 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
         candidates = [entry for entry in candidates if entry["task_id"] in inserted]
     if candidates:
         conn.execute(_insert_new(TaskCandidate, conn), candidates)
-    return created
+    return Mirrored(created, candidates, open_tasks - set(withdrawn))
 
 
 def complete_task(session: Session, row: Task, *, user: str, now: datetime) -> None:

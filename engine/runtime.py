@@ -27,9 +27,10 @@ from SpiffWorkflow.camunda.specs.user_task import Form as CamundaForm
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.task import TaskState
 from sqlalchemy import String, and_, bindparam, cast, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.util import identity_key
 
 from . import audit, mirror, serialization
 from .clock import Clock, engine_time
@@ -65,6 +66,7 @@ class Runtime:
     session: Session
     clock: Clock = field(default_factory=Clock)
     specs: SpecCache = field(default_factory=lambda: DEFAULT_CACHE)
+    _mirrored: dict[int, mirror.Mirrored] = field(default_factory=dict, init=False, repr=False)
 
     # --- starting ------------------------------------------------------------------------------------
     def start(self, key: str, *, user: str, data: dict | None = None, version: int | None = None) -> ProcessInstance:
@@ -143,6 +145,25 @@ class Runtime:
         read.open_tasks.discard(task_id)
         self._advance(instance, workflow, actor=user, replay=replay, read=read)
         return instance
+
+    def tasks_opened(self, instance_id: int) -> list[tuple[Task, list[tuple[str, str]]]] | None:
+        """The task rows that the last change to this instance through this runtime opened, oldest first,
+        each with its candidate entries (kind, value), if they are all the instance has open; else None
+        (other tasks are open too, or this runtime has not changed the instance). The rows join the
+        session as loaded rows, without a query (they were inserted in this transaction)."""
+        mirrored = self._mirrored.get(instance_id)
+        if mirrored is None or mirrored.still_open:
+            return None
+        opened = []
+        for values in sorted(mirrored.created, key=lambda v: v["id"]):
+            row = self.session.identity_map.get(identity_key(Task, values["id"]))
+            if row is None:
+                row = Task(**{column.key: values.get(column.key) for column in Task.__table__.columns})
+                make_transient_to_detached(row)
+                self.session.add(row)
+            pairs = [(c["kind"], c["value"]) for c in mirrored.candidates if c["task_id"] == values["id"]]
+            opened.append((row, pairs))
+        return opened
 
     def save_draft(self, task_id: str, *, user: str, data: dict) -> Task:
         import json
@@ -447,14 +468,15 @@ class Runtime:
         if describe_failures_as_incidents:
             describe = functools.partial(self._describe_or_incident, instance, now=now)
         with self.session.no_autoflush:
-            created = mirror.sync_tasks(self.session, instance, workflow, now=now, describe=describe,
-                                        open_tasks=read.open_tasks if read else None)
+            mirrored = mirror.sync_tasks(self.session, instance, workflow, now=now, describe=describe,
+                                         open_tasks=read.open_tasks if read else None)
+            self._mirrored[instance.id] = mirrored
             self._save_instance(instance, workflow, state, now=now)
             if timers is not None:
                 mirror.sync_timers(self.session, instance, workflow, now=now, waiting=timers)
-            reporting_facts.record(self.session, instance, workflow, now=now,  # the figures read these
-                                   new_groups=[g for row in created for g in row["candidate_groups"].split(",")],
-                                   stored=read.facts if read else reporting_facts.UNREAD)
+            new_groups = [g for row in mirrored.created for g in row["candidate_groups"].split(",")]
+            reporting_facts.record(self.session, instance, workflow, now=now, new_groups=new_groups,  # the figures
+                                   stored=read.facts if read else reporting_facts.UNREAD)  # read these
         self.session.flush()
 
     def _save_instance(self, instance: ProcessInstance, workflow: BpmnWorkflow, state: str, *, now: datetime) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, event, select, text
 
 from engine import identity, serialization
 from engine.deploy import deploy
@@ -176,6 +176,50 @@ def test_the_mirror_never_reopens_a_finished_row_nor_gives_it_candidate_entries(
     with org.transaction() as s:
         assert s.get(Task, task.id).state == "withdrawn"
         assert s.scalars(select(TaskCandidate).where(TaskCandidate.task_id == task.id)).all() == []
+
+
+def test_the_runtime_hands_the_rows_a_completion_opened_to_the_caller_without_a_query(org):
+    _deploy(org, chain=modelkit.chain(n=2), split=modelkit.definitions("split", "\n".join([
+        '<bpmn:startEvent id="start" />', '<bpmn:parallelGateway id="fork" />',
+        modelkit.user_task("a", "A", 'camunda:candidateGroups="rz-west"'),
+        modelkit.user_task("b", "B", 'camunda:candidateUsers="bob"'),
+        '<bpmn:parallelGateway id="join" />', modelkit.user_task("c", "C", 'camunda:candidateGroups="rz-west"'),
+        '<bpmn:endEvent id="end" />',
+        modelkit.flow("f0", "start", "fork"), modelkit.flow("f1", "fork", "a"), modelkit.flow("f2", "fork", "b"),
+        modelkit.flow("f3", "a", "join"), modelkit.flow("f4", "b", "join"), modelkit.flow("f5", "join", "c"),
+        modelkit.flow("f6", "c", "end"),
+    ])))
+    chain = _start(org, "chain")
+    (first,) = _open(org, chain)
+    with org.transaction() as s:
+        runtime = org.runtime(s)
+        runtime.complete(first.id, user="alice", data={})
+        statements = []
+
+        def record(_conn, _cursor, statement, *_args):
+            statements.append(statement)
+
+        event.listen(org.engine, "before_cursor_execute", record)
+        try:
+            ((row, pairs),) = runtime.tasks_opened(chain)
+            assert (row.element_id, row.state, row.assignee, row.ended_at) == ("t2", "open", None, None)
+        finally:
+            event.remove(org.engine, "before_cursor_execute", record)
+        assert statements == [] and pairs == [("group", "rz-west")]
+        assert row is s.get(Task, row.id)  # the session's row: no second copy
+    (second,) = _open(org, chain)
+    assert second.id == row.id
+
+    split = _start(org, "split")
+    a, b = _open(org, split)
+    with org.transaction() as s:
+        runtime = org.runtime(s)
+        runtime.complete(a.id, user="alice", data={})
+        assert runtime.tasks_opened(split) is None  # b stays open: the caller asks the database
+        runtime.complete(b.id, user="bob", data={})
+        ((row, pairs),) = runtime.tasks_opened(split)
+        assert row.element_id == "c" and pairs == [("group", "rz-west")]
+        assert org.runtime(s).tasks_opened(split) is None  # another runtime knows nothing
 
 
 def test_claim_unclaim_and_hand_over(org):

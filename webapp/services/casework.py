@@ -188,15 +188,18 @@ def waits_for_message(workflow, name: str) -> bool:
     return False
 
 
-def next_task(session: Session, user: User, instance_id: int) -> Task | None:
-    """The next open task of this case that the user may work on (one query: the open tasks with their
-    candidates, which the policy then needs not read again)."""
-    found: dict[str, tuple[Task, list]] = {}
-    for row, kind, value in session.execute(_OPEN_TASKS_WITH_CANDIDATES, {"instance_id": instance_id}):
-        pairs = found.setdefault(row.id, (row, []))[1]
-        if kind is not None:
-            pairs.append((kind, value))
-    for row, pairs in found.values():
+def next_task(session: Session, user: User, instance_id: int, *, opened=None) -> Task | None:
+    """The next open task of this case that the user may work on: one query (the open tasks with their
+    candidates, which the policy then needs not read again), none if `opened` has them already
+    (`Runtime.tasks_opened`: the rows a completion opened, when they are all that is open)."""
+    if opened is None:
+        found: dict[str, tuple[Task, list]] = {}
+        for row, kind, value in session.execute(_OPEN_TASKS_WITH_CANDIDATES, {"instance_id": instance_id}):
+            pairs = found.setdefault(row.id, (row, []))[1]
+            if kind is not None:
+                pairs.append((kind, value))
+        opened = found.values()
+    for row, pairs in opened:
         policy.remember_candidates(session, row.id, pairs)
         if policy.can(user, policy.Permission.TASK_WORK, row):
             return row

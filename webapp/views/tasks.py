@@ -107,7 +107,7 @@ def submit(task_id: str):
         except (StaleTask, PermissionDenied):
             return _again(task_id, stale=True)
         flash(_("Aufgabe erledigt."), "success")
-        following = casework.next_task(session, user, instance.id)
+        following = casework.next_task(session, user, instance.id, opened=runtime.tasks_opened(instance.id))
         if following is not None:
             return redirect(url_for("tasks.show", task_id=following.id), code=303)
         return redirect(url_for("inbox.index"), code=303)
