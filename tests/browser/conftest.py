@@ -12,6 +12,7 @@ bundle comes from `npm ci && npm run build` (make setup).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from collections.abc import Callable
@@ -117,19 +118,28 @@ def sqlite_live_server(sqlite_network, tmp_path) -> LiveServer:
 
 
 # --- the browser -------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def launched_chromium(bundle: str = "diagram.js"):
+    """Debian's Chromium through Playwright, once it and the page's script bundle are there."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs Debian's package")
+    if not (DIST / bundle).exists():
+        pytest.fail(f"webapp/static/dist/{bundle} is missing: run `npm ci && npm run build` (make setup)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="module")
 def chromium():
     """Debian's Chromium, launched once per test module. Not per session: Playwright's sync API allows one
     running instance per thread, and other modules start their own."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs Debian's package")
-    if not (DIST / "diagram.js").exists():
-        pytest.fail("webapp/static/dist/diagram.js is missing: run `npm ci && npm run build` (make setup)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 def watch(page) -> list[str]:

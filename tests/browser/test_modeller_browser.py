@@ -5,8 +5,6 @@ run on version 2 while an older one stays on version 1; the migration dry run li
 from __future__ import annotations
 
 import shutil
-import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -15,13 +13,9 @@ from engine import demo, identity
 from engine.drafts import version_xml
 from engine.models import ProcessInstance, Task
 from engine.versions import diff_models, get_version
+from tests.browser.conftest import ROOT, launched_chromium, serve
 from tests.conftest import Database
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-DIST = ROOT / "webapp" / "static" / "dist"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 PASSWORD = "modeller-test-passwort"
 COORDINATOR, COUNSELLOR = "katrin.lange", "anna.berger"
 REQUEST = {"requester_name": "Erika Mustermann", "requester_contact": "0381 123456", "organisation_name": "",
@@ -50,29 +44,15 @@ def network(tmp_path, sqlite_template) -> Database:
 
 @pytest.fixture
 def server(network, tmp_path):
-    from werkzeug.serving import make_server
-
-    from webapp import create_app
-
-    app = create_app({"TESTING": True, "SECRET_KEY": "browser-test", "FALLWERK_ENGINE": network.engine,
-                      "FALLWERK_CLOCK": network.clock, "DATABASE_URL": network.url, "SESSION_COOKIE_SECURE": False,
-                      "REMEMBER_COOKIE_SECURE": False, "UPLOAD_FOLDER": str(tmp_path / "uploads")})
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    live = serve(network, tmp_path / "uploads")
+    yield live.url
+    live.stop()
 
 
 @pytest.fixture
 def browser():
-    if not (DIST / "modeller.js").exists():
-        pytest.fail("webapp/static/dist/modeller.js is missing: run `npm ci && npm run build` (make setup)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium("modeller.js") as chromium:
         yield chromium
-        chromium.close()
 
 
 def signed_in(browser, server, username):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,9 @@ from engine import demo, identity
 from engine.clock import FixedClock
 from engine.models import ProcessInstance
 from tests import reportingkit
+from tests.browser.conftest import ROOT, launched_chromium, serve
 from tests.conftest import Database
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-DIST = ROOT / "webapp" / "static" / "dist"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SUPERVISOR = "sven"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -47,29 +42,15 @@ def demo_db(tmp_path_factory, sqlite_template):
 
 @pytest.fixture(scope="module")
 def server(demo_db, tmp_path_factory):
-    from werkzeug.serving import make_server
-
-    from webapp import create_app
-
-    app = create_app({"TESTING": True, "SECRET_KEY": "monitor-browser-test", "FALLWERK_ENGINE": demo_db.engine,
-                      "FALLWERK_CLOCK": demo_db.clock, "DATABASE_URL": demo_db.url, "SESSION_COOKIE_SECURE": False,
-                      "REMEMBER_COOKIE_SECURE": False, "UPLOAD_FOLDER": str(tmp_path_factory.mktemp("uploads"))})
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    live = serve(demo_db, tmp_path_factory.mktemp("uploads"))
+    yield live.url
+    live.stop()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (DIST / "monitor.js").exists():
-        pytest.fail("webapp/static/dist/monitor.js is missing: run `npm ci && npm run build` (make setup)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium("monitor.js") as chromium:
         yield chromium
-        chromium.close()
 
 
 def test_a_supervisor_watches_cases_and_figures_without_seeing_personal_data(browser, server, demo_db, tmp_path):
