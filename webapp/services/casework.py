@@ -45,18 +45,6 @@ def wtforms_class(definition: ProcessDefinition, form: FormDefinition, element: 
     return _memo.get(("class", definition.content_hash, element, base), lambda: form.wtforms_class(base=base))
 
 
-def element_names(definition: ProcessDefinition, loaded: LoadedDefinition) -> dict[str, str]:
-    def build():
-        names: dict[str, str] = {}
-        for spec in (loaded.spec, *loaded.subprocess_specs.values()):
-            for task_spec in spec.task_specs.values():
-                if task_spec.bpmn_id:
-                    names.setdefault(task_spec.bpmn_id, task_spec.bpmn_name or task_spec.bpmn_id)
-        return names
-
-    return _memo.get(("names", definition.content_hash), build)
-
-
 def start_form(definition: ProcessDefinition, loaded: LoadedDefinition) -> tuple[str, FormDefinition] | None:
     """The form of the process's (plain) start event, if it declares one: (element id, form)."""
     for task_spec in loaded.spec.task_specs.values():

@@ -13,6 +13,7 @@ from engine import policy
 from engine.errors import FallwerkError
 from engine.models import CaseAttachment, Unit
 from engine.policy import Permission
+from engine.reporting.labels import element_names
 
 from .. import database
 from ..auth import me
@@ -32,8 +33,7 @@ def _page(instance, *, status: int = 200, comment_form=None, attachment_form=Non
     user, session, runtime = me(), database.session(), database.runtime()
     can = lambda permission: policy.can(user, permission, instance)  # noqa: E731
     workflow = runtime.load_workflow(instance)
-    loaded = runtime.specs.get(instance.definition)
-    names = casework.element_names(instance.definition, loaded)
+    names = element_names(instance.definition, specs=runtime.specs)
     done, active = casework.markers(instance, workflow)
     open_tasks = casework.open_tasks(session, instance.id)
     content, personal = can(Permission.CASE_READ_CONTENT), can(Permission.CASE_READ_PERSONAL)

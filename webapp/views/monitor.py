@@ -19,8 +19,8 @@ from engine.errors import FallwerkError
 from engine.models import CaseFact, ProcessDefinition, ProcessInstance, Task, Territory, Unit
 from engine.policy import Permission
 from engine.reporting import case_view, durations, exports, figures, instances, overdue
+from engine.reporting.labels import element_names, waiting_elements
 from engine.reporting.labels import labels as load_labels
-from engine.reporting.labels import waiting_elements
 from engine.reporting.periods import GRANULARITIES, local_year
 from engine.reporting.scope import case_scope
 
@@ -111,7 +111,7 @@ def case(case_id: int):
     session, user, runtime = database.session(), me(), database.runtime()
     instance = _case(case_id)
     labels = load_labels(session)
-    names = casework.element_names(instance.definition, runtime.specs.get(instance.definition))
+    names = element_names(instance.definition, specs=runtime.specs)
     incidents = case_view.incidents(session, instance.id)
     markers = case_view.markers(instance, runtime.load_workflow(instance), incidents)
     tasks = case_view.open_tasks(session, instance.id)
@@ -189,7 +189,7 @@ def procedure(key: str, version: int):
     definition = _definition(key, version)
     stats = durations.element_stats(session, me(), definition.id)
     heat = durations.heat(stats)
-    names = casework.element_names(definition, database.runtime().specs.get(definition))
+    names = element_names(definition, specs=database.runtime().specs)
     overlays = {e: {"waiting": s.waiting, "heat": heat.get(e, 0),
                     "mean": present.format_duration(s.mean), "p90": present.format_duration(s.p90)}
                 for e, s in stats.items()}
