@@ -102,7 +102,10 @@ def fresh_postgres(admin_url: str, database: str = PG_DATABASE) -> str:
 
 
 def fresh_sqlite(directory: str, name: str) -> str:
-    url = f"sqlite:///{Path(directory) / name}"
+    """A new, migrated SQLite file of that name in `directory` (replacing one left there); returns its URL."""
+    path = Path(directory) / name
+    path.unlink(missing_ok=True)
+    url = f"sqlite:///{path}"
     engine = dbmod.make_engine(url)
     upgrade(engine)
     engine.dispose()

@@ -37,7 +37,6 @@ from bench import engine as bench_engine  # noqa: E402
 from engine import db as dbmod  # noqa: E402
 from engine import demo, identity  # noqa: E402
 from engine.clock import FixedClock  # noqa: E402
-from engine.migrate import upgrade  # noqa: E402
 from engine.models import (  # noqa: E402
     CaseEscalation,
     CaseFact,
@@ -69,14 +68,6 @@ INDICATORS = ["problem_clarity", "sensitisation", "resources", "independence", "
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))] if ordered else float("nan")
-
-
-def fresh_sqlite(directory: str) -> str:
-    url = f"sqlite:///{Path(directory) / 'monitor.sqlite3'}"
-    engine = dbmod.make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def fresh_postgres(admin_url: str) -> str:
@@ -250,7 +241,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# Monitor benchmark: {args.instances:,} cases, {args.runs} requests per kind\n")
     with tempfile.TemporaryDirectory() as directory:
-        targets = [("SQLite", fresh_sqlite(directory))]
+        targets = [("SQLite", bench_engine.fresh_sqlite(directory, "monitor.sqlite3"))]
         admin = args.pg_url or os.environ.get(PG_ENV)
         if admin:
             targets.append(("PostgreSQL", fresh_postgres(admin)))

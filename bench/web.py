@@ -46,12 +46,11 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import select, update  # noqa: E402
 
 from bench import engine as bench_engine  # noqa: E402
-from bench.engine import analyze, pct, populate_inbox  # noqa: E402
+from bench.engine import analyze, fresh_sqlite, pct, populate_inbox  # noqa: E402
 from engine import db as dbmod  # noqa: E402
 from engine import identity  # noqa: E402
 from engine.clock import Clock  # noqa: E402
 from engine.deploy import deploy  # noqa: E402
-from engine.migrate import upgrade  # noqa: E402
 from engine.models import Task, User  # noqa: E402
 from engine.runtime import Runtime  # noqa: E402
 from tests import modelkit  # noqa: E402
@@ -80,16 +79,6 @@ def postgres_admin_url(cli_url: str | None) -> str | None:
 
 def fresh_postgres(admin_url: str) -> str:
     return bench_engine.fresh_postgres(admin_url, PG_DATABASE)
-
-
-def fresh_sqlite(directory: str, name: str) -> str:
-    path = Path(directory) / name
-    path.unlink(missing_ok=True)
-    url = f"sqlite:///{path}"
-    engine = dbmod.make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def chain_with_forms() -> bytes:
