@@ -14,7 +14,7 @@ from uuid import UUID
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.task import TaskState
 from sqlalchemy import and_, bindparam, or_, select
-from sqlalchemy.orm import Session, aliased, defer, lazyload
+from sqlalchemy.orm import Session, aliased, defer
 
 from engine import policy
 from engine.forms import DisplayValue, FormDefinition
@@ -199,8 +199,9 @@ def open_tasks(session: Session, instance_id: int) -> list[Task]:
                                 .order_by(Task.created_at, Task.id)))
 
 
-def colleagues(session: Session, task: Task, user: User) -> list[User]:
-    """Active users (other than `user`) who are candidates for the task: whom it can be handed to."""
+def colleagues(session: Session, task: Task, user: User) -> list:
+    """Active users (other than `user`) who are candidates for the task: whom it can be handed to, as rows
+    with `username` and `display_name`."""
     candidates = policy.task_candidates(session, task)
     units, unit_roles = [], []
     for group in candidates.get("group", ()):
@@ -208,13 +209,14 @@ def colleagues(session: Session, task: Task, user: User) -> list[User]:
     if not units and not unit_roles and not candidates.get("user"):
         return []
     excluded = candidates.get("not", set())
-    return [u for u in session.scalars(_COLLEAGUES, {"me": user.username, "names": sorted(candidates.get("user", ())),
+    return [u for u in session.execute(_COLLEAGUES, {"me": user.username, "names": sorted(candidates.get("user", ())),
                                                      "units": units, "unit_roles": unit_roles})
             if u.username not in excluded and u.username != task.assignee]
 
 
 def display_names(session: Session, usernames, *, known=()) -> dict[str, str]:
-    """Display names by user name; `known`: users already loaded (asked for only if missing)."""
+    """Display names by user name; `known`: users (or rows with `username` and `display_name`) already
+    loaded, asked for only if missing."""
     names = {n for n in usernames if n}
     result = {u.username: u.display_name or u.username for u in known if u.username in names}
     names -= set(result)
@@ -341,7 +343,7 @@ _OPEN_TASKS_WITH_CANDIDATES = (select(Task, TaskCandidate.kind, TaskCandidate.va
 #: candidate users by name, and members of candidate groups: a unit ("rz-west") or a unit and role
 #: ("lks:coordinator"; unit ids never contain a colon)
 _COLLEAGUES = (
-    select(User).options(lazyload(User.memberships))  # their memberships are not needed (a second query)
+    select(User.username, User.display_name)
     .where(User.is_active.is_(True), User.username != bindparam("me"), or_(
         User.username.in_(bindparam("names", expanding=True)),
         User.id.in_(select(Membership.user_id).where(or_(
