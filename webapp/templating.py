@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from flask import Flask, request, url_for
+from flask_babel import gettext
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
@@ -46,11 +47,19 @@ def form_text(text: str) -> Markup:
     return Markup("").join(parts)
 
 
+def message(text: str) -> str:
+    """A message in the user's language: the engine's validation messages (`engine.forms.values.Message`)
+    are German and keep their template, which the catalogue translates; other text stays as it is."""
+    template = getattr(text, "template", None)
+    return text if template is None else gettext(template, **text.values)
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
     app.jinja_env.globals["diagram_bundle"] = lambda: (DIST / "diagram.js").exists()
     app.add_template_filter(form_text, "form_text")
+    app.add_template_filter(message, "message")
 
     @app.context_processor
     def _globals():

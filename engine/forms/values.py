@@ -16,21 +16,32 @@ if TYPE_CHECKING:
     from engine.forms.model import FormField, Option
 
 # Messages shown to the person filling in the form: plain, short, German.
-MSG_REQUIRED = "Bitte füllen Sie dieses Feld aus."
-MSG_REQUIRED_CHOICE = "Bitte wählen Sie einen Wert aus."
-MSG_REQUIRED_CHOICES = "Bitte wählen Sie mindestens einen Wert aus."
-MSG_REQUIRED_CHECKBOX = "Bitte kreuzen Sie dieses Feld an."
-MSG_NOT_OFFERED = "Bitte wählen Sie einen der angebotenen Werte."
-MSG_TEXT = "Bitte geben Sie einen Text ein."
-MSG_NUMBER = "Bitte geben Sie eine Zahl ein."
-MSG_BOOLEAN = "Bitte geben Sie ja oder nein an."
-MSG_DATE = "Bitte geben Sie ein gültiges Datum ein, zum Beispiel 31.12.2026."
-MSG_TIME = "Bitte geben Sie eine gültige Uhrzeit ein, zum Beispiel 14:30."
-MSG_DATETIME = "Bitte geben Sie Datum und Uhrzeit ein, zum Beispiel 31.12.2026 14:30."
-MSG_PATTERN = "Die Eingabe hat nicht das erwartete Format."
-MSG_EMAIL = "Bitte geben Sie eine gültige E-Mail-Adresse ein."
-MSG_PHONE = "Bitte geben Sie eine Telefonnummer mit Ländervorwahl ein, zum Beispiel +49385123456."
-MSG_UNDECLARED = "Dieses Feld gibt es im Formular nicht."
+class Message(str):
+    """A validation message: German text (the source language) that keeps its template and values, so
+    that a user interface can show it in the user's language (the web app's catalogue has them;
+    `pybabel extract -k Message` finds the templates)."""
+
+    def __new__(cls, template: str, **values):
+        message = super().__new__(cls, template % values if values else template)
+        message.template, message.values = template, values
+        return message
+
+
+MSG_REQUIRED = Message("Bitte füllen Sie dieses Feld aus.")
+MSG_REQUIRED_CHOICE = Message("Bitte wählen Sie einen Wert aus.")
+MSG_REQUIRED_CHOICES = Message("Bitte wählen Sie mindestens einen Wert aus.")
+MSG_REQUIRED_CHECKBOX = Message("Bitte kreuzen Sie dieses Feld an.")
+MSG_NOT_OFFERED = Message("Bitte wählen Sie einen der angebotenen Werte.")
+MSG_TEXT = Message("Bitte geben Sie einen Text ein.")
+MSG_NUMBER = Message("Bitte geben Sie eine Zahl ein.")
+MSG_BOOLEAN = Message("Bitte geben Sie ja oder nein an.")
+MSG_DATE = Message("Bitte geben Sie ein gültiges Datum ein, zum Beispiel 31.12.2026.")
+MSG_TIME = Message("Bitte geben Sie eine gültige Uhrzeit ein, zum Beispiel 14:30.")
+MSG_DATETIME = Message("Bitte geben Sie Datum und Uhrzeit ein, zum Beispiel 31.12.2026 14:30.")
+MSG_PATTERN = Message("Die Eingabe hat nicht das erwartete Format.")
+MSG_EMAIL = Message("Bitte geben Sie eine gültige E-Mail-Adresse ein.")
+MSG_PHONE = Message("Bitte geben Sie eine Telefonnummer mit Ländervorwahl ein, zum Beispiel +49385123456.")
+MSG_UNDECLARED = Message("Dieses Feld gibt es im Formular nicht.")
 
 TEXT_TYPES = frozenset({"textfield", "textarea"})
 CHOICE_TYPES = frozenset({"select", "radio"})
@@ -239,9 +250,9 @@ def check(field: FormField, value: Any) -> list[str]:
     if kind in TEXT_TYPES:
         length = len(value.strip())
         if rules.min_length is not None and length < rules.min_length:
-            messages.append(f"Mindestens {rules.min_length} Zeichen.")
+            messages.append(Message("Mindestens %(n)s Zeichen.", n=rules.min_length))
         if rules.max_length is not None and length > rules.max_length:
-            messages.append(f"Höchstens {rules.max_length} Zeichen.")
+            messages.append(Message("Höchstens %(n)s Zeichen.", n=rules.max_length))
         if rules.pattern is not None and not re.search(rules.pattern, value):
             messages.append(MSG_PATTERN)
         if rules.validation_type == "email" and not _EMAIL.match(value.strip()):
@@ -252,20 +263,18 @@ def check(field: FormField, value: Any) -> list[str]:
         number = parse_number(value)
         if rules.decimal_digits is not None and decimal_places(number) > rules.decimal_digits:
             messages.append(
-                "Bitte geben Sie eine ganze Zahl ein."
+                Message("Bitte geben Sie eine ganze Zahl ein.")
                 if rules.decimal_digits == 0
-                else f"Höchstens {rules.decimal_digits} Nachkommastellen."
+                else Message("Höchstens %(n)s Nachkommastellen.", n=rules.decimal_digits)
             )
         if rules.increment:
             offset = number % rules.increment
             if offset:
                 below = number - offset if number >= 0 else number - offset - rules.increment
-                messages.append(
-                    f"Bitte wählen Sie einen gültigen Wert, zum Beispiel {_plain(below)} "
-                    f"oder {_plain(below + rules.increment)}."
-                )
+                messages.append(Message("Bitte wählen Sie einen gültigen Wert, zum Beispiel %(low)s oder %(high)s.",
+                                        low=_plain(below), high=_plain(below + rules.increment)))
         if rules.minimum is not None and number < rules.minimum:
-            messages.append(f"Der Wert darf nicht kleiner als {_plain(rules.minimum)} sein.")
+            messages.append(Message("Der Wert darf nicht kleiner als %(n)s sein.", n=_plain(rules.minimum)))
         if rules.maximum is not None and number > rules.maximum:
-            messages.append(f"Der Wert darf nicht größer als {_plain(rules.maximum)} sein.")
+            messages.append(Message("Der Wert darf nicht größer als %(n)s sein.", n=_plain(rules.maximum)))
     return messages

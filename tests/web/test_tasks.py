@@ -54,6 +54,18 @@ def test_an_invalid_value_is_explained_next_to_its_field_and_in_a_summary(client
     assert open_task(web, case_id(web, task_id), "advise").id == task_id
 
 
+def test_an_english_user_reads_the_validation_messages_in_english(client, web):
+    _, task_id = _advise(web, client)
+    client.post("/account/language", data={"locale": "en"})
+    page = client.post(f"/tasks/{task_id}", data={"action": "complete", "sessions": "", "advice_notes": NOTES}
+                       ).get_data(as_text=True)
+    assert 'id="sessions-fehler"' in page and "Please fill in this field." in page
+    assert "Bitte füllen Sie dieses Feld aus." not in page
+    page = client.post(f"/tasks/{task_id}", data={"action": "complete", "sessions": "50", "advice_notes": NOTES}
+                       ).get_data(as_text=True)
+    assert "The value must not be greater than 20." in page  # a message with a value
+
+
 def case_id(web, task_id):
     with web.transaction() as s:
         return s.get(Task, task_id).instance_id
