@@ -3,6 +3,7 @@ tasks come from the engine (engine.forms)."""
 
 from __future__ import annotations
 
+from flask_babel import get_translations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -18,6 +19,15 @@ def choices(pairs) -> list:
 
     select_choice = getattr(fields, "SelectChoice", None)
     return [select_choice(value, label) for value, label in pairs] if select_choice else list(pairs)
+
+
+class ProcessForm(FlaskForm):
+    """Base of the forms the engine builds from form definitions (`casework.wtforms_class`): their texts
+    that come from the engine (the blank choice) are translated with the app's catalogue."""
+
+    class Meta(FlaskForm.Meta):
+        def get_translations(self, form):
+            return get_translations()
 
 
 class LoginForm(FlaskForm):

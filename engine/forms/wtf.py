@@ -26,7 +26,7 @@ from engine.forms.model import FormDefinition, FormField, LayoutItem
 
 __all__ = ["build_form_class", "fast_widget", "field_name", "html_params"]
 
-CHOOSE_LABEL = "Bitte wählen …"
+CHOOSE_LABEL = values.Message("Bitte wählen …")
 _RESERVED = frozenset(dir(wtforms.Form)) | {
     # set on instances by WTForms, by the class below, or by Flask-WTF's FlaskForm
     "meta", "form_errors", "definition", "context", "cleaned_data", "field_for", "layout",
@@ -151,7 +151,7 @@ class _Select(widgets.Select):
             if k in self.validation_attrs and k not in kwargs:
                 kwargs[k] = getattr(flags, k)
         html = [f"<select {html_params(name=field.name, **kwargs)}>"]
-        html.extend(self.render_option(choice) for choice in field._iter_choices_normalized())
+        html.extend(self.render_option(_translated(field, choice)) for choice in field._iter_choices_normalized())
         html.append("</select>")
         return Markup("".join(html))  # noqa: S704 - escaped by html_params and render_option
 
@@ -165,6 +165,14 @@ class _Select(widgets.Select):
             options["selected"] = True
         label = escape(choice.label or choice.value)
         return Markup(f"<option {html_params(**options)}>{label}</option>")  # noqa: S704 - all escaped
+
+
+def _translated(field, choice):
+    """A choice whose label is a `values.Message` (the blank choice's "Bitte wählen …"), in the language of
+    the form's translations (`Meta.get_translations`; WTForms' own catalogue does not have it)."""
+    if isinstance(choice.label, values.Message):
+        return choice._replace(label=field.gettext(choice.label.template) % choice.label.values)
+    return choice
 
 
 class _TextArea(widgets.TextArea):

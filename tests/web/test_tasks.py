@@ -9,7 +9,7 @@ import re
 from engine.deploy import deploy
 from engine.models import Task
 from tests import modelkit
-from tests.web.conftest import case_at_advice, complete, login, open_task
+from tests.web.conftest import case_at_advice, complete, login, open_task, start_case
 from tests.web.models import PERSONAL
 
 NOTES = "Gespräch mit der Schulleitung am Montag"
@@ -64,6 +64,9 @@ def test_an_english_user_reads_the_validation_messages_in_english(client, web):
     page = client.post(f"/tasks/{task_id}", data={"action": "complete", "sessions": "50", "advice_notes": NOTES}
                        ).get_data(as_text=True)
     assert "The value must not be greater than 20." in page  # a message with a value
+    intake = open_task(web, start_case(web).id, "intake").id  # a select: its blank choice comes from the engine
+    page = client.get(f"/tasks/{intake}").get_data(as_text=True)
+    assert '<option value="">Please choose …</option>' in page and "Bitte wählen" not in page
 
 
 def case_id(web, task_id):

@@ -9,7 +9,6 @@ import json
 
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_wtf import FlaskForm
 
 from engine import db as enginedb
 from engine import decisions, drafts, migration, versions
@@ -21,7 +20,7 @@ from engine.policy import Permission
 from .. import database
 from .. import modeller_support as support
 from ..auth import me, requires
-from ..forms import EmptyForm
+from ..forms import EmptyForm, ProcessForm
 
 bp = Blueprint("modeller", __name__, url_prefix="/modeller")
 EDIT, DEPLOY, MIGRATE = Permission.PROCEDURE_EDIT, Permission.PROCEDURE_DEPLOY, Permission.INSTANCE_MIGRATE
@@ -307,7 +306,7 @@ def form_preview(draft_id: int, form_id: str):
         definition = load_form(schema)
     except FallwerkError as exc:
         return render_template("modeller/preview.html", draft=draft, form_id=form_id, form=None, problem=str(exc))
-    form = definition.wtforms_class(base=FlaskForm)(context={})
+    form = definition.wtforms_class(base=ProcessForm)(context={})
     valid = form.validate() if request.method == "POST" else None
     return render_template("modeller/preview.html", draft=draft, form_id=form_id, form=form, valid=valid,
                            problem=None), (422 if valid is False else 200)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
-from flask_wtf import FlaskForm
 
 from engine import policy
 from engine.deploy import latest_definition
@@ -13,7 +12,7 @@ from engine.policy import Permission
 
 from .. import database
 from ..auth import me, requires
-from ..forms import EmptyForm
+from ..forms import EmptyForm, ProcessForm
 from ..services import casework
 
 bp = Blueprint("start", __name__, url_prefix="/procedures")
@@ -34,7 +33,7 @@ def _definition(key: str):
     if found is None:
         return definition, None
     element, form = found
-    return definition, casework.wtforms_class(definition, form, element, FlaskForm)(context={})
+    return definition, casework.wtforms_class(definition, form, element, ProcessForm)(context={})
 
 
 @bp.route("/<key>", methods=["GET", "POST"])

@@ -7,7 +7,6 @@ import json
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import login_required
-from flask_wtf import FlaskForm
 
 from engine import policy
 from engine.errors import FallwerkError, PermissionDenied, StaleTask, ValidationFailed
@@ -18,6 +17,7 @@ from engine.policy import Permission
 from .. import database
 from ..auth import me
 from ..errors import engine_message, stale_reason
+from ..forms import ProcessForm
 from ..services import casework
 from . import safe_next
 
@@ -38,7 +38,7 @@ def _context(task_id: str) -> casework.TaskContext:
 def _form(ctx: casework.TaskContext, *, draft: dict | None = None):
     if ctx.form is None:
         return None
-    cls = casework.wtforms_class(ctx.instance.definition, ctx.form, ctx.task.element_id, FlaskForm)
+    cls = casework.wtforms_class(ctx.instance.definition, ctx.form, ctx.task.element_id, ProcessForm)
     context = deep_merge(ctx.data, draft) if draft else ctx.data
     return cls(context=context, meta=NO_CSRF_FIELD)
 
@@ -98,7 +98,7 @@ def submit(task_id: str):
         version, form_definition = casework.task_form_definition(session, runtime, task)
         data = {}
         if form_definition is not None:
-            cls = casework.wtforms_class(version, form_definition, task.element_id, FlaskForm)
+            cls = casework.wtforms_class(version, form_definition, task.element_id, ProcessForm)
             data = cls(context={}, meta=NO_CSRF_FIELD).submitted_values()
         try:
             instance = runtime.complete(task.id, user=user.username, data=data)
