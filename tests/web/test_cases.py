@@ -119,6 +119,30 @@ def test_an_allowed_file_is_stored_outside_the_web_root_and_downloaded_as_attach
     response.close()
 
 
+def test_a_stored_file_is_removed_when_its_row_is_rolled_back_and_kept_when_committed(web, tmp_path):
+    from engine.models import ProcessInstance
+    from webapp.services import casefiles
+
+    case = case_at_advice(web)
+    folder = tmp_path / "uploads"
+
+    def store(session):
+        return casefiles.store_attachment(session, session.get(ProcessInstance, case.id), stream=io.BytesIO(PDF),
+                                          filename="Bericht.pdf", folder=folder, uploaded_by="alice",
+                                          now=web.clock.now(), max_size=1000)
+
+    with web.factory() as session:
+        store(session)
+        assert len(list(folder.iterdir())) == 1
+        session.rollback()  # e.g. the request failed after the upload
+    assert list(folder.iterdir()) == []
+    with web.factory() as session:
+        kept = folder / store(session).stored_name
+        session.commit()
+        session.rollback()  # nothing left to undo: the committed file stays
+    assert list(folder.iterdir()) == [kept]
+
+
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("programm.exe", b"MZ\x90\x00", "Dieser Dateityp ist nicht erlaubt."),
     ("ohne-endung", PDF, "Dieser Dateityp ist nicht erlaubt."),

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from engine import audit
@@ -122,6 +122,7 @@ def store_attachment(session: Session, instance: ProcessInstance, *, stream: Bin
     folder.mkdir(parents=True, exist_ok=True)
     stored_name = secrets.token_hex(24)
     (folder / stored_name).write_bytes(data)
+    session.info.setdefault(_WRITTEN, []).append(folder / stored_name)  # removed again if the row is not kept
     row = CaseAttachment(instance_id=instance.id, uploaded_by=uploaded_by, filename=name, stored_name=stored_name,
                          content_type=ALLOWED[ext], size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                          created_at=now)
@@ -135,3 +136,19 @@ def attachment_path(row: CaseAttachment, folder: Path) -> Path:
     if not re.fullmatch(r"[0-9a-f]{48}", row.stored_name):
         raise FileNotFoundError(row.stored_name)
     return folder / row.stored_name
+
+
+# --- files of rows that were never committed -----------------------------------------------------------
+_WRITTEN = "casefiles_written"
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_written(session: Session) -> None:
+    session.info.pop(_WRITTEN, None)
+
+
+@event.listens_for(Session, "after_rollback")
+def _remove_written(session: Session) -> None:
+    """A file whose attachment row was rolled back would lie on disk with no case to answer for it."""
+    for path in session.info.pop(_WRITTEN, ()):
+        path.unlink(missing_ok=True)
