@@ -142,9 +142,10 @@ def chromium():
         yield browser
 
 
-def watch(page) -> list[str]:
+def watch(page, *, documents: bool = False) -> list[str]:
     """Collect what goes wrong in a page: script errors, Content Security Policy violations, HTTP errors
-    of sub-resources (the page's own status is the test's business). The list is also `page.problems`."""
+    of sub-resources (the page's own status is the test's business, unless `documents`). The list is also
+    `page.problems`."""
     problems: list[str] = []
     page.add_init_script("document.addEventListener('securitypolicyviolation', (e) => console.error("
                          "'CSP ' + e.violatedDirective + ' ' + e.sourceFile + ':' + e.lineNumber))")
@@ -152,7 +153,7 @@ def watch(page) -> list[str]:
             and not m.text.startswith("Failed to load resource") else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("response", lambda r: problems.append(f"HTTP {r.status} {r.url}")
-            if r.status >= 400 and r.request.resource_type not in ("document",)
+            if r.status >= 400 and (documents or r.request.resource_type != "document")
             and not r.url.endswith("/favicon.ico") else None)
     page.problems = problems
     return problems

@@ -16,7 +16,7 @@ from engine import demo, identity
 from engine.clock import FixedClock
 from engine.models import ProcessInstance
 from tests import reportingkit
-from tests.browser.conftest import ROOT, launched_chromium, serve
+from tests.browser.conftest import ROOT, launched_chromium, serve, watch
 from tests.conftest import Database
 
 SUPERVISOR = "sven"
@@ -57,15 +57,7 @@ def test_a_supervisor_watches_cases_and_figures_without_seeing_personal_data(bro
     personal = reportingkit.personal_values_of(demo_db)
     assert len(personal) > 20, "the demo data should have personal values to look for"
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    problems, seen = [], []
-    page.add_init_script("document.addEventListener('securitypolicyviolation', (e) => console.error("
-                         "'CSP ' + e.violatedDirective + ' ' + e.sourceFile + ':' + e.lineNumber))")
-    # failed loads are reported with their address by the response handler (the browser asks for a favicon)
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error"
-            and not m.text.startswith("Failed to load resource") else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on("response", lambda r: problems.append(f"HTTP {r.status} {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+    problems, seen = watch(page, documents=True), []
 
     def remember():
         seen.append((page.url, page.content()))
