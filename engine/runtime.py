@@ -475,8 +475,9 @@ class Runtime:
             if timers is not None:
                 mirror.sync_timers(self.session, instance, workflow, now=now, waiting=timers)
             new_groups = [g for row in mirrored.created for g in row["candidate_groups"].split(",")]
-            reporting_facts.record(self.session, instance, workflow, now=now, new_groups=new_groups,  # the figures
-                                   stored=read.facts if read else reporting_facts.UNREAD)  # read these
+            # the figures read the facts
+            reporting_facts.record(self.session, instance, workflow, now=now, new_groups=new_groups,
+                                   stored=read.facts if read else reporting_facts.UNREAD)
         self.session.flush()
 
     def _save_instance(self, instance: ProcessInstance, workflow: BpmnWorkflow, state: str, *, now: datetime) -> None:
