@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from . import writes
 from .models import AuditEvent
 
 
@@ -24,8 +25,9 @@ def record(
     changed_keys: Iterable[str] = (),
     **detail,
 ) -> None:
-    """Write one event now, in the session's transaction (a plain insert: no object to flush)."""
-    session.connection().execute(_INSERT, {
+    """Write one event in the session's transaction: a plain insert, queued (`engine.writes`) to go
+    out with the change's other writes, before anything else is read or committed."""
+    writes.add(session.connection(), _INSERT, {
         "at": at,
         "actor": actor,
         "action": action,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import config
+from . import config, writes
 from .errors import Conflict
 
 NAMING = {
@@ -79,9 +79,10 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         def _sqlite_begin(conn):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        return engine
-    engine = create_engine(url, **kwargs)
-    _ping_idle_connections(engine)
+    else:
+        engine = create_engine(url, **kwargs)
+        _ping_idle_connections(engine)
+    writes.install(engine)
     return engine
 
 

@@ -16,13 +16,13 @@ from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDef
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import String, bindparam, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from . import audit
+from . import audit, writes
 from .models import ProcessInstance, Task, TaskCandidate, Timer
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,11 @@ class Mirrored:
     candidates: list[dict]
     still_open: set[str]
 
+    def keep_inserted(self, _rowcount: int, rows: list[tuple]) -> None:
+        inserted = {task_id for (task_id,) in rows}
+        self.created = [row for row in self.created if row["id"] in inserted]
+        self.candidates = [entry for entry in self.candidates if entry["task_id"] in inserted]
+
 
 def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: datetime, describe: Callable,
                open_tasks: set[str] | None = None) -> Mirrored:
@@ -59,10 +64,10 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
     `describe(spiff_task)` returns the resolved attributes of a new task (see runtime._describe); it
     runs for every new task before anything is written, so a task it cannot describe changes nothing.
     `open_tasks` are the ids of the instance's open rows if the caller has read them in this
-    transaction; otherwise they are read here. Rows changed in this transaction must be written
-    first (see `complete_task`). Plain statements on the session's connection; a finished row with
-    the id of a new task is history and stays as it is, without candidate entries (the insert skips
-    existing ids).
+    transaction; otherwise they are read here. The new rows are queued (`engine.writes`): `created`
+    and `candidates` of the result hold what was really written once they are sent. A finished row
+    with the id of a new task is history and stays as it is, without candidate entries (the insert
+    skips existing ids, and candidate entries are written only for open rows).
     """
     ready = {str(t.id): t for t in waiting_human_tasks(workflow)}
     conn = session.connection()
@@ -99,36 +104,44 @@ def sync_tasks(session: Session, instance: ProcessInstance, workflow, *, now: da
         for kind, values in (("user", info["candidate_users"]), ("group", info["candidate_groups"]),
                              ("not", info.get("excluded_users", ()))):
             candidates += [{"task_id": task_id, "kind": kind, "value": value} for value in values]
+    mirrored = Mirrored(created, candidates, open_tasks - set(withdrawn))
     if created:
-        inserted = set(conn.scalars(_insert_new(Task, conn).returning(Task.id), created))
-        created = [row for row in created if row["id"] in inserted]
-        candidates = [entry for entry in candidates if entry["task_id"] in inserted]
+        writes.add(conn, _INSERT_TASKS[conn.dialect.name], created, then=mirrored.keep_inserted)
     if candidates:
-        conn.execute(_insert_new(TaskCandidate, conn), candidates)
-    return Mirrored(created, candidates, open_tasks - set(withdrawn))
+        writes.add(conn, _INSERT_CANDIDATES[conn.dialect.name], candidates)
+    return mirrored
 
 
 def complete_task(session: Session, row: Task, *, user: str, now: datetime) -> None:
-    """Mark a task's row completed now (plain statements), and the loaded `row` with it.
+    """Mark a task's row completed (queued plain statements), and the loaded `row` with it now.
 
     Like a withdrawn task, a completed one leaves the candidate entries, which serve open tasks only
     (the inbox reads them); its recorded lists (`candidate_users`, `candidate_groups`) stay."""
     values = {"state": "completed", "ended_at": now, "completed_by": user, "draft_json": None,
               "assignee": row.assignee or user}
     conn = session.connection()
-    conn.execute(_COMPLETE_TASK, {"task_id": row.id, **values})
-    conn.execute(_DELETE_CANDIDATES, {"task_id": row.id})
+    writes.add(conn, _COMPLETE_TASK, {"task_id": row.id, **values})
+    writes.add(conn, _DELETE_CANDIDATES, {"task_id": row.id})
     for name, value in values.items():
         set_committed_value(row, name, value)
 
 
-def _insert_new(model, conn):
-    """An insert of `model` rows that skips rows whose key exists already (on either database)."""
-    return _INSERT_NEW[conn.dialect.name, model]
+def _dialect_name(dialect) -> str:
+    return dialect.__name__.rsplit(".", 1)[-1]
 
 
-_INSERT_NEW = {(dialect.__name__.rsplit(".", 1)[-1], model): dialect.insert(model.__table__).on_conflict_do_nothing()
-               for dialect in (postgresql, sqlite) for model in (Task, TaskCandidate)}
+# per dialect: new task rows, skipping ids that exist already, answering with the ids written
+_INSERT_TASKS = {_dialect_name(d): d.insert(Task.__table__).on_conflict_do_nothing().returning(Task.id)
+                 for d in (postgresql, sqlite)}
+# per dialect: a candidate entry, written only while its task's row is open
+_INSERT_CANDIDATES = {
+    _dialect_name(d): d.insert(TaskCandidate.__table__).from_select(
+        ["task_id", "kind", "value"],
+        select(bindparam("task_id", type_=String), bindparam("kind", type_=String), bindparam("value", type_=String))
+        .where(exists().where(Task.id == bindparam("task_id"), Task.state == "open")),
+    ).on_conflict_do_nothing()
+    for d in (postgresql, sqlite)
+}
 _DELETE_CANDIDATES = delete(TaskCandidate.__table__).where(TaskCandidate.task_id == bindparam("task_id"))
 _OPEN_TASKS = select(Task.id).where(Task.instance_id == bindparam("instance_id"), Task.state == "open")
 _COMPLETE_TASK = update(Task.__table__).where(Task.id == bindparam("task_id")).values(

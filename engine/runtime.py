@@ -26,13 +26,13 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.camunda.specs.user_task import Form as CamundaForm
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import String, and_, bindparam, cast, func, or_, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import String, bindparam, cast, func, select, update
+from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.util import identity_key
 
-from . import audit, mirror, serialization
+from . import audit, mirror, serialization, writes
 from .clock import Clock, engine_time
 from .deploy import form_reference, latest_definition, start_event_spec
 from .errors import (
@@ -351,16 +351,18 @@ class Runtime:
     def _lock_task(self, task_id: str, username: str) -> tuple[ProcessInstance, Task, _Read, _Access]:
         """The task's instance, locked; the task's row as it is under that lock (it must be open); the
         user's access to it; and what the save will need of the instance's other rows (its open tasks,
-        its facts). Two queries."""
-        found = self.session.execute(_LOCK_BY_TASK, {"task_id": task_id, "username": username}).first()
-        if found is None:
-            raise NotFound(f"no task {task_id}")
-        instance, facts, *access = found
-        rows = self.session.scalars(_TASK_ROWS, {"task_id": task_id, "instance_id": instance.id}).all()
-        row = next(r for r in rows if r.id == task_id)
+        its facts). One query, unless it had to wait for the lock (see `_LOCK_BY_TASK`)."""
+        for _ in range(2):
+            found = self.session.execute(_LOCK_BY_TASK, {"task_id": task_id, "username": username}).first()
+            if found is None:
+                raise NotFound(f"no task {task_id}")
+            instance, facts, row, *access, open_tasks, seen_version = found
+            if seen_version == instance.lock_version:
+                break
         if row.state != "open" or instance.status != "running":
             raise StaleTask(_stale_message(row), element_id=row.element_id)
-        read = _Read(open_tasks={r.id for r in rows if r.state == "open"}, facts=reporting_facts.as_values(facts))
+        read = _Read(open_tasks=set(filter(None, (open_tasks or "").split(_SEPARATOR))),
+                     facts=reporting_facts.as_values(facts))
         return instance, row, read, _Access.parse(username, *access)
 
     def _load_ready(self, instance: ProcessInstance, row: Task) -> BpmnWorkflow:
@@ -428,12 +430,14 @@ class Runtime:
 
             def replay() -> BpmnWorkflow:
                 return serialization.load_state(snapshot, spec, subprocess_specs, script_engine=make_script_engine())
+        queued = writes.mark(self.session.connection())
         try:
             with engine_time(self.clock):
                 workflow.refresh_timers()
                 workflow.do_engine_steps()
             self._save(instance, workflow, read=read)
         except Exception as exc:  # noqa: BLE001 - any failure of model code becomes an incident
+            writes.discard(self.session.connection(), queued)
             self._incident(instance, exc, actor=actor, action=action)
             workflow = replay()
             self._save(instance, workflow, describe_failures_as_incidents=True, read=read)
@@ -478,11 +482,13 @@ class Runtime:
             # the figures read the facts
             reporting_facts.record(self.session, instance, workflow, now=now, new_groups=new_groups,
                                    stored=read.facts if read else reporting_facts.UNREAD)
+        writes.send(self.session.connection())  # the instance row first: the flush checks its version
         self.session.flush()
 
     def _save_instance(self, instance: ProcessInstance, workflow: BpmnWorkflow, state: str, *, now: datetime) -> None:
-        """Write the instance's row now (a plain update under the optimistic version check), and the
-        loaded `instance` with it; changes the caller made to other attributes are flushed as usual."""
+        """Queue the write of the instance's row (a plain update under the optimistic version check)
+        and change the loaded `instance` with it now; changes the caller made to other attributes are
+        flushed as usual, after the queue is sent."""
         values = {"state_json": state, "serializer_version": serialization.SERIALIZER_VERSION, "updated_at": now,
                   "status": instance.status, "ended_at": instance.ended_at}
         if instance.status == "running" and workflow.is_completed():
@@ -494,10 +500,13 @@ class Runtime:
                                                                   | TaskState.STARTED) if t.task_spec.bpmn_id]
         values["active_elements"] = ",".join(sorted(set(active)))[:4000]
         values["lock_version"] = instance.lock_version + 1
-        written = self.session.connection().execute(
-            _SAVE_INSTANCE, {**values, "instance_id": instance.id, "expected_version": instance.lock_version})
-        if written.rowcount != 1:
-            raise StaleDataError(f"instance {instance.id} was changed by someone else")
+
+        def check(rowcount: int, _rows) -> None:
+            if rowcount != 1:
+                raise StaleDataError(f"instance {instance.id} was changed by someone else")
+
+        writes.add(self.session.connection(), _SAVE_INSTANCE,
+                   {**values, "instance_id": instance.id, "expected_version": instance.lock_version}, then=check)
         for name, value in values.items():
             set_committed_value(instance, name, value)
 
@@ -555,10 +564,21 @@ _ACCESS_COLUMNS = (
     .where(TaskCandidate.task_id == bindparam("task_id")).scalar_subquery(),
 )
 _ACCESS = select(*_ACCESS_COLUMNS)
+_OPEN, _SEEN = aliased(Task), aliased(ProcessInstance)
+# The task's row and instance (locked), the instance's facts, the user's access, the ids of the
+# instance's open tasks, and the instance's version as the query's snapshot has it. On PostgreSQL,
+# a query that waited for the lock gets the instance's row as the holder committed it, but the
+# other rows as they were before: the two versions differ then, and the query runs again (it
+# holds the lock now). Changes to tasks and facts are made under the lock, and bump the version.
 _LOCK_BY_TASK = (
-    select(ProcessInstance, CaseFact, *_ACCESS_COLUMNS)
+    select(ProcessInstance, CaseFact, Task, *_ACCESS_COLUMNS,
+           select(func.aggregate_strings(_OPEN.id, _SEPARATOR))
+           .where(_OPEN.instance_id == Task.instance_id, _OPEN.state == "open").scalar_subquery(),
+           select(_SEEN.lock_version).where(_SEEN.id == Task.instance_id).scalar_subquery())
+    .select_from(Task)
+    .join(ProcessInstance, ProcessInstance.id == Task.instance_id)
     .outerjoin(CaseFact, CaseFact.instance_id == ProcessInstance.id)
-    .where(ProcessInstance.id == select(Task.instance_id).where(Task.id == bindparam("task_id")).scalar_subquery())
+    .where(Task.id == bindparam("task_id"))
     .with_for_update(of=ProcessInstance)
     .execution_options(populate_existing=True)
 )
@@ -569,13 +589,6 @@ _SAVE_INSTANCE = (
     .values({name: bindparam(name) for name in ("state_json", "serializer_version", "updated_at", "status", "ended_at",
                                                  "responsible_unit", "active_elements", "lock_version")})
 )
-_TASK_ROWS = (
-    select(Task)
-    .where(or_(Task.id == bindparam("task_id"),
-               and_(Task.instance_id == bindparam("instance_id"), Task.state == "open")))
-    .execution_options(populate_existing=True)
-)
-
 
 # --- helpers -----------------------------------------------------------------------------------------
 @dataclass

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from engine.errors import Conflict, StaleTask
 from engine.models import AuditEvent, Task
@@ -75,3 +76,62 @@ def test_parallel_work_on_different_instances_does_not_interfere(org):
         t.join(timeout=60)
     assert errors == []
     assert all(_open(org, iid)[0].element_id == "t2" for iid in ids)
+
+
+SPLIT = modelkit.definitions("split", "\n".join([
+    '<bpmn:startEvent id="start" />', '<bpmn:parallelGateway id="fork" />',
+    modelkit.user_task("a", "A", 'camunda:candidateUsers="alice"'),
+    modelkit.user_task("b", "B", 'camunda:candidateUsers="bob"'),
+    '<bpmn:parallelGateway id="join" />', modelkit.user_task("c", "C", 'camunda:candidateGroups="rz-west"'),
+    '<bpmn:endEvent id="end" />',
+    modelkit.flow("f0", "start", "fork"), modelkit.flow("f1", "fork", "a"), modelkit.flow("f2", "fork", "b"),
+    modelkit.flow("f3", "a", "join"), modelkit.flow("f4", "b", "join"), modelkit.flow("f5", "join", "c"),
+    modelkit.flow("f6", "c", "end"),
+]))
+
+
+def _wait_until_someone_waits_for_a_lock(db) -> None:
+    if db.engine.dialect.name != "postgresql":
+        time.sleep(0.5)  # SQLite: the second writer waits in BEGIN IMMEDIATE
+        return
+    deadline = time.monotonic() + 10
+    with db.engine.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       "AND datname = current_database()"))
+            conn.rollback()
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the second completion never waited for the lock")
+
+
+def test_a_completion_that_waited_for_the_lock_sees_the_tasks_as_the_first_one_left_them(org):
+    """Two parallel tasks completed at once: the second completion waits for the first's lock, and
+    must then work with the first's result. (PostgreSQL hands a query that waited for a row lock the
+    locked row as committed, but joined rows as they were before the wait; read that way, the first
+    task would look open still, and the second completion would withdraw it.)"""
+    _deploy(org, split=SPLIT)
+    iid = _start(org, "split")
+    a, b = _open(org, iid)
+    outcome = []
+
+    def second() -> None:
+        try:
+            with org.transaction() as s:
+                org.runtime(s).complete(b.id, user="bob")
+            outcome.append("ok")
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test inspects
+            outcome.append(exc)
+
+    thread = threading.Thread(target=second)
+    with org.transaction() as s:
+        org.runtime(s).complete(a.id, user="alice")
+        thread.start()
+        _wait_until_someone_waits_for_a_lock(org)
+    thread.join(timeout=60)
+    assert outcome == ["ok"]
+    with org.transaction() as s:
+        states = dict(s.execute(select(Task.element_id, Task.state).where(Task.instance_id == iid)).all())
+        assert states == {"a": "completed", "b": "completed", "c": "open"}
+        assert s.get(Task, a.id).completed_by == "alice"
