@@ -17,6 +17,8 @@ import pytest
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
+from tests.corpus_driver import reference_dump
+
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ROOT / "processes"
 FORMS = ROOT / "forms"
@@ -151,7 +153,9 @@ class Run:
         with self.db.transaction() as s:
             instance = s.get(ProcessInstance, self.instance_id)
             restored = self.db.runtime(s).load_workflow(instance)
-            assert json.loads(serialization.dump_state(restored)) == json.loads(instance.state_json)
+            dumped = serialization.dump_state(restored)
+            assert json.loads(dumped) == json.loads(instance.state_json)
+            assert dumped == reference_dump(restored)
         return self
 
     # -- looking at the end state
