@@ -9,7 +9,8 @@
    PostgreSQL (a database `fallwerk_bench`, created through the admin URL), side by side with bare
    SpiffWorkflow in memory (stock CamundaParser + BpmnWorkflow) and bare SpiffWorkflow that serialises
    and restores the whole workflow (BpmnWorkflowSerializer serialize_json/deserialize_json) at every step.
-   Target: our persisted completion within 3x of the bare serializer save/load cycle.
+   The variants take turns of five chain instances, so that a drift of the machine's speed meets all
+   of them alike. Target: our persisted completion within 3x of the bare serializer save/load cycle.
 2. Inbox: `queries.open_tasks_for_user` (first page of 50) for one user, with 100,000 open tasks across
    20,000 instances bulk-inserted into the mirror tables (20 units; users in 1-2 units; candidate
    groups, some candidate users, some claimed tasks, some exclusions). Target: p95 under 20 ms.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import os
 import pstats
@@ -113,17 +115,35 @@ def fresh_sqlite(directory: str, name: str) -> str:
 
 
 # --- 1. completions ----------------------------------------------------------------------------------
-def bare_in_memory(runs: int) -> Result:
-    from SpiffWorkflow.bpmn import BpmnWorkflow
-    from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
-    from SpiffWorkflow.task import TaskState
+class Variant:
+    """One way of running the chain; `instance()` runs one chain instance and returns its completions'
+    latencies."""
 
-    parser = CamundaParser()
-    parser.add_bpmn_str(modelkit.chain(n=CHAIN_TASKS))
-    spec = parser.get_spec("chain")
-    latencies = []
-    for _ in range(runs):
-        workflow = BpmnWorkflow(spec)
+    name = ""
+
+    def instance(self) -> list[float]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class BareInMemory(Variant):
+    name = "bare SpiffWorkflow, in memory"
+
+    def __init__(self):
+        from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
+
+        parser = CamundaParser()
+        parser.add_bpmn_str(modelkit.chain(n=CHAIN_TASKS))
+        self.spec = parser.get_spec("chain")
+
+    def instance(self) -> list[float]:
+        from SpiffWorkflow.bpmn import BpmnWorkflow
+        from SpiffWorkflow.task import TaskState
+
+        latencies = []
+        workflow = BpmnWorkflow(self.spec)
         workflow.do_engine_steps()
         for _ in range(CHAIN_TASKS):
             t0 = time.perf_counter()
@@ -132,71 +152,98 @@ def bare_in_memory(runs: int) -> Result:
             workflow.do_engine_steps()
             latencies.append(time.perf_counter() - t0)
         assert workflow.is_completed()
-    return Result("bare SpiffWorkflow, in memory", latencies)
+        return latencies
 
 
-def bare_with_serializer(runs: int) -> Result:
-    from SpiffWorkflow.bpmn import BpmnWorkflow
-    from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-    from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
-    from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
-    from SpiffWorkflow.task import TaskState
+class BareWithSerializer(BareInMemory):
+    name = "bare SpiffWorkflow + serializer save/load per step"
 
-    parser = CamundaParser()
-    parser.add_bpmn_str(modelkit.chain(n=CHAIN_TASKS))
-    spec = parser.get_spec("chain")
-    serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
-    latencies = []
-    for _ in range(runs):
-        workflow = BpmnWorkflow(spec)
+    def __init__(self):
+        from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+        from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+
+        super().__init__()
+        self.serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
+
+    def instance(self) -> list[float]:
+        from SpiffWorkflow.bpmn import BpmnWorkflow
+        from SpiffWorkflow.task import TaskState
+
+        latencies = []
+        workflow = BpmnWorkflow(self.spec)
         workflow.do_engine_steps()
-        state = serializer.serialize_json(workflow)
+        state = self.serializer.serialize_json(workflow)
         for _ in range(CHAIN_TASKS):
             t0 = time.perf_counter()
-            workflow = serializer.deserialize_json(state)
+            workflow = self.serializer.deserialize_json(state)
             task = workflow.get_tasks(state=TaskState.READY, manual=True)[0]
             task.run()
             workflow.do_engine_steps()
-            state = serializer.serialize_json(workflow)
+            state = self.serializer.serialize_json(workflow)
             latencies.append(time.perf_counter() - t0)
         assert workflow.is_completed()
-    return Result("bare SpiffWorkflow + serializer save/load per step", latencies)
+        return latencies
 
 
-def engine_completions(url: str, runs: int, label: str, profile: bool = False) -> Result:
-    engine = dbmod.make_engine(url)
-    factory = dbmod.make_session_factory(engine)
-    clock = Clock()
-    with dbmod.transaction(factory) as s:
-        identity.add_unit(s, "rz-west")
-        identity.add_user(s, USER, now=clock.now(), memberships=[("rz-west", "counsellor")])
-        deploy(s, {"chain.bpmn": modelkit.chain(n=CHAIN_TASKS)}, user=USER, now=clock.now())
-    latencies = []
-    profiler = cProfile.Profile() if profile else None
-    for _ in range(runs):
-        with dbmod.transaction(factory) as s:
-            instance_id = Runtime(s, clock=clock).start("chain", user=USER).id
+class Engine(Variant):
+    """`Runtime.complete` on a database, each completion in its own transaction."""
+
+    def __init__(self, url: str, label: str, profile: bool = False):
+        self.name = f"Fallwerk `Runtime.complete`, {label}"
+        self.engine = dbmod.make_engine(url)
+        self.factory = dbmod.make_session_factory(self.engine)
+        self.clock = Clock()
+        self.profiler = cProfile.Profile() if profile else None
+        with dbmod.transaction(self.factory) as s:
+            identity.add_unit(s, "rz-west", name="RZ West")
+            identity.add_user(s, USER, now=self.clock.now(), memberships=[("rz-west", "counsellor")])
+            deploy(s, {"chain.bpmn": modelkit.chain(n=CHAIN_TASKS)}, user=USER, now=self.clock.now())
+
+    def instance(self) -> list[float]:
+        latencies = []
+        with dbmod.transaction(self.factory) as s:
+            instance_id = Runtime(s, clock=self.clock).start("chain", user=USER).id
         for _ in range(CHAIN_TASKS):
-            with dbmod.transaction(factory) as s:
+            with dbmod.transaction(self.factory) as s:
                 task_id = s.scalar(select(Task.id).where(Task.instance_id == instance_id, Task.state == "open"))
-            if profiler:
-                profiler.enable()
+            if self.profiler:
+                self.profiler.enable()
             t0 = time.perf_counter()
-            with dbmod.transaction(factory) as s:
-                Runtime(s, clock=clock).complete(task_id, user=USER, data={})
+            with dbmod.transaction(self.factory) as s:
+                Runtime(s, clock=self.clock).complete(task_id, user=USER, data={})
             latencies.append(time.perf_counter() - t0)
-            if profiler:
-                profiler.disable()
-        with dbmod.transaction(factory) as s:
+            if self.profiler:
+                self.profiler.disable()
+        with dbmod.transaction(self.factory) as s:
             assert s.get(ProcessInstance, instance_id).status == "completed"
-    engine.dispose()
-    if profiler:
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
-        print(f"\n<details><summary>cProfile of the {label} completions (cumulative)</summary>\n\n```")
-        print(out.getvalue().strip())
-        print("```\n</details>\n")
-    return Result(f"Fallwerk `Runtime.complete`, {label}", latencies)
+        return latencies
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self.profiler:
+            out = io.StringIO()
+            pstats.Stats(self.profiler, stream=out).sort_stats("cumulative").print_stats(30)
+            print(f"\n<details><summary>cProfile of the {self.name} completions (cumulative)</summary>\n\n```")
+            print(out.getvalue().strip())
+            print("```\n</details>\n")
+
+
+def completions(variants: list[Variant], runs: int, turn: int = 5, warmup: int = 1) -> list[Result]:
+    """Every variant runs `runs` chain instances, taking turns of `turn` instances: this machine's speed
+    drifts by tens of percent within minutes, and taking turns lets each variant meet the same drift.
+    Turns are long enough that a variant's cold start after another's turn (CPU caches, garbage
+    collection) weighs little; one turn of each variant is run first and not counted."""
+    latencies: dict[str, list[float]] = {v.name: [] for v in variants}
+    for round_ in range(warmup + -(-runs // turn)):
+        for variant in variants:
+            gc.collect()  # the garbage of the previous turn is not collected at this variant's expense
+            for _ in range(turn if round_ < warmup else min(turn, runs - (round_ - warmup) * turn)):
+                measured = variant.instance()
+                if round_ >= warmup:
+                    latencies[variant.name] += measured
+    for variant in variants:
+        variant.close()
+    return [Result(v.name, latencies[v.name]) for v in variants]
 
 
 # --- 2. the inbox query -----------------------------------------------------------------------------
@@ -356,12 +403,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_completion:
-            print(f"## Task completion: {CHAIN_TASKS}-user-task chain, {args.runs} instances per variant\n")
-            results = [bare_in_memory(args.runs), bare_with_serializer(args.runs)]
-            results.append(engine_completions(fresh_sqlite(tmp, "complete.sqlite3"), args.runs, "SQLite",
-                                              profile=args.profile))
+            print(f"## Task completion: {CHAIN_TASKS}-user-task chain, {args.runs} instances per variant, "
+                  "taking turns of 5\n")
+            variants = [BareInMemory(), BareWithSerializer(),
+                        Engine(fresh_sqlite(tmp, "complete.sqlite3"), "SQLite", profile=args.profile)]
             if admin:
-                results.append(engine_completions(fresh_postgres(admin), args.runs, "PostgreSQL"))
+                variants.append(Engine(fresh_postgres(admin), "PostgreSQL"))
+            results = completions(variants, args.runs)
             print("| variant | completions | per second | p50 ms | p95 ms | p50 vs serializer cycle |")
             print("|---|---:|---:|---:|---:|---:|")
             for result in results:
