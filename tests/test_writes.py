@@ -115,3 +115,13 @@ def test_statements_with_expanding_parameters_are_refused(db):
     with db.transaction() as s, pytest.raises(ValueError, match="expanding"):
         writes.add(s.connection(), statement, {"ids": ["a"]})
         writes.send(s.connection())
+
+
+def test_a_savepoint_keeps_the_order_what_its_rollback_undoes_is_gone(db):
+    with db.transaction() as s:
+        writes.add(s.connection(), INSERT_UNIT, _unit("before"))
+        savepoint = s.begin_nested()
+        writes.add(s.connection(), INSERT_UNIT, _unit("inside"))
+        savepoint.rollback()
+        writes.add(s.connection(), INSERT_UNIT, _unit("after"))
+    assert _names(db) == {"before": "before", "after": "after"}
