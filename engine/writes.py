@@ -36,38 +36,37 @@ _INSTALLED: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 @dataclass(frozen=True)
 class _Compiled:
-    sql: str
+    compiled: Any  # SQLAlchemy's compiled statement
+    statement: ClauseElement  # kept alive, so that its id (the cache key) is not reused
     names: tuple[str, ...] | None  # positional parameter order (SQLite), or None (named: PostgreSQL)
     processors: Mapping[str, Callable[[Any], Any]]
     returns_rows: bool
 
-    def parameters(self, compiled, values: Mapping) -> Sequence | Mapping:
-        params = compiled.construct_params(values, escape_names=False)
+    @property
+    def sql(self) -> str:
+        return self.compiled.string
+
+    def parameters(self, values: Mapping) -> Sequence | Mapping:
+        params = self.compiled.construct_params(values, escape_names=False)
         for name, process in self.processors.items():
             if name in params:
                 params[name] = process(params[name])
         return params if self.names is None else [params[name] for name in self.names]
 
 
-# (id of the statement, dialect, parameter names) -> (compiled form, SQLAlchemy's compiled, the statement,
-# kept alive so that its id cannot be reused)
-_CACHE: dict[tuple[int, str, tuple[str, ...]], tuple[_Compiled, Any, ClauseElement]] = {}
+_CACHE: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}  # by (id of statement, dialect, parameter names)
 
 
-def _compile(statement: ClauseElement, dialect, keys: tuple[str, ...]) -> tuple[_Compiled, Any, ClauseElement]:
+def _compile(statement: ClauseElement, dialect, keys: tuple[str, ...]) -> _Compiled:
     cache_key = (id(statement), dialect.name, keys)
     found = _CACHE.get(cache_key)
     if found is None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         if compiled.post_compile_params or compiled.literal_execute_params:
             raise ValueError("statements with expanding parameters cannot be queued")
-        names = tuple(compiled.positiontup) if compiled.positional else None
-        found = _CACHE[cache_key] = (
-            _Compiled(compiled.string, names, dict(compiled._bind_processors),
-                      bool(getattr(statement, "_returning", ()))),
-            compiled,
-            statement,
-        )
+        found = _CACHE[cache_key] = _Compiled(
+            compiled, statement, tuple(compiled.positiontup) if compiled.positional else None,
+            dict(compiled._bind_processors), bool(getattr(statement, "_returning", ())))
     return found
 
 
@@ -109,8 +108,8 @@ def send(conn: Connection) -> None:
 def _send(dbapi_connection, dialect, queued: list[_Write]) -> None:
     prepared = []
     for write in queued:
-        form, compiled, _ = _compile(write.statement, dialect, tuple(write.rows[0]))
-        prepared.append((write, form, [form.parameters(compiled, row) for row in write.rows]))
+        form = _compile(write.statement, dialect, tuple(write.rows[0]))
+        prepared.append((write, form, [form.parameters(row) for row in write.rows]))
     if dialect.name == "postgresql":
         answers = _send_pipelined(dbapi_connection, dialect, prepared)
     else:
@@ -122,7 +121,6 @@ def _send(dbapi_connection, dialect, queued: list[_Write]) -> None:
 
 def _send_pipelined(dbapi_connection, dialect, prepared) -> list[tuple[int, list[tuple]]]:
     cursors = []
-    form = params = None
     try:
         with dbapi_connection.pipeline():
             for _write, form, params in prepared:
@@ -142,9 +140,9 @@ def _send_pipelined(dbapi_connection, dialect, prepared) -> list[tuple[int, list
             answers.append((cursor.rowcount, rows))
             cursor.close()
         return answers
-    except dialect.loaded_dbapi.Error as error:
-        raise exc.DBAPIError.instance(form.sql if form else "", params, error, dialect.loaded_dbapi.Error,
-                                      dialect=dialect) from error
+    except dialect.loaded_dbapi.Error as error:  # the server names the failing statement in its message
+        statements = ";\n".join(form.sql for _write, form, _params in prepared)
+        raise exc.DBAPIError.instance(statements, None, error, dialect.loaded_dbapi.Error, dialect=dialect) from error
 
 
 def _send_one_by_one(dbapi_connection, dialect, prepared) -> list[tuple[int, list[tuple]]]:
