@@ -47,6 +47,19 @@ def chain(pid: str = "chain", n: int = 10, groups: str = "rz-west") -> bytes:
     return definitions(pid, "\n".join(parts))
 
 
+def split(pid: str = "split") -> bytes:
+    """Two parallel user tasks, a (group rz-west) and b (user bob), joined before c (group rz-west)."""
+    return definitions(pid, "\n".join([
+        '<bpmn:startEvent id="start" />', '<bpmn:parallelGateway id="fork" />',
+        user_task("a", "A", 'camunda:candidateGroups="rz-west"'),
+        user_task("b", "B", 'camunda:candidateUsers="bob"'),
+        '<bpmn:parallelGateway id="join" />', user_task("c", "C", 'camunda:candidateGroups="rz-west"'),
+        '<bpmn:endEvent id="end" />',
+        flow("f0", "start", "fork"), flow("f1", "fork", "a"), flow("f2", "fork", "b"),
+        flow("f3", "a", "join"), flow("f4", "b", "join"), flow("f5", "join", "c"), flow("f6", "c", "end"),
+    ]))
+
+
 def approval(pid: str = "approval") -> bytes:
     """A request with an inline form, an approval by the unit lead, and a ${} condition."""
     form = (

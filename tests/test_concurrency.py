@@ -78,18 +78,6 @@ def test_parallel_work_on_different_instances_does_not_interfere(org):
     assert all(_open(org, iid)[0].element_id == "t2" for iid in ids)
 
 
-SPLIT = modelkit.definitions("split", "\n".join([
-    '<bpmn:startEvent id="start" />', '<bpmn:parallelGateway id="fork" />',
-    modelkit.user_task("a", "A", 'camunda:candidateUsers="alice"'),
-    modelkit.user_task("b", "B", 'camunda:candidateUsers="bob"'),
-    '<bpmn:parallelGateway id="join" />', modelkit.user_task("c", "C", 'camunda:candidateGroups="rz-west"'),
-    '<bpmn:endEvent id="end" />',
-    modelkit.flow("f0", "start", "fork"), modelkit.flow("f1", "fork", "a"), modelkit.flow("f2", "fork", "b"),
-    modelkit.flow("f3", "a", "join"), modelkit.flow("f4", "b", "join"), modelkit.flow("f5", "join", "c"),
-    modelkit.flow("f6", "c", "end"),
-]))
-
-
 def _wait_until_someone_waits_for_a_lock(db) -> None:
     if db.engine.dialect.name != "postgresql":
         time.sleep(0.5)  # SQLite: the second writer waits in BEGIN IMMEDIATE
@@ -111,7 +99,7 @@ def test_a_completion_that_waited_for_the_lock_sees_the_tasks_as_the_first_one_l
     must then work with the first's result. (PostgreSQL hands a query that waited for a row lock the
     locked row as committed, but joined rows as they were before the wait; read that way, the first
     task would look open still, and the second completion would withdraw it.)"""
-    _deploy(org, split=SPLIT)
+    _deploy(org, split=modelkit.split())
     iid = _start(org, "split")
     a, b = _open(org, iid)
     outcome = []

@@ -179,16 +179,7 @@ def test_the_mirror_never_reopens_a_finished_row_nor_gives_it_candidate_entries(
 
 
 def test_the_runtime_hands_the_rows_a_completion_opened_to_the_caller_without_a_query(org):
-    _deploy(org, chain=modelkit.chain(n=2), split=modelkit.definitions("split", "\n".join([
-        '<bpmn:startEvent id="start" />', '<bpmn:parallelGateway id="fork" />',
-        modelkit.user_task("a", "A", 'camunda:candidateGroups="rz-west"'),
-        modelkit.user_task("b", "B", 'camunda:candidateUsers="bob"'),
-        '<bpmn:parallelGateway id="join" />', modelkit.user_task("c", "C", 'camunda:candidateGroups="rz-west"'),
-        '<bpmn:endEvent id="end" />',
-        modelkit.flow("f0", "start", "fork"), modelkit.flow("f1", "fork", "a"), modelkit.flow("f2", "fork", "b"),
-        modelkit.flow("f3", "a", "join"), modelkit.flow("f4", "b", "join"), modelkit.flow("f5", "join", "c"),
-        modelkit.flow("f6", "c", "end"),
-    ])))
+    _deploy(org, chain=modelkit.chain(n=2), split=modelkit.split())
     chain = _start(org, "chain")
     (first,) = _open(org, chain)
     with org.transaction() as s:
