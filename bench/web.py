@@ -341,10 +341,11 @@ def profile_posts(url: str, cases: int) -> str:
 
 def count_statements(url: str, cases: int) -> list[dict]:
     """SQL statements per form post and per following task page, through the Flask test client: each
-    statement the database receives (BEGIN and COMMIT included), counted per request."""
-    from collections import Counter
-
+    statement the database receives (BEGIN and COMMIT included, and the writes engine.writes sends together,
+    which go straight to the driver), counted per request."""
     from sqlalchemy import event
+
+    from engine import writes
 
     os.environ.setdefault("FALLWERK_ENV", "development")
     from webapp import create_app
@@ -357,7 +358,24 @@ def count_statements(url: str, cases: int) -> list[dict]:
     engine = app.extensions["fallwerk.engine"]
     event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: seen.append(statement))
     event.listen(engine, "commit", lambda conn: seen.append("COMMIT"))
-    client = app.test_client()
+    send = writes._send
+
+    def counted(dbapi_connection, dialect, queued):
+        seen.extend(str(write.statement) for write in queued for _ in write.rows)
+        return send(dbapi_connection, dialect, queued)
+
+    writes._send = counted
+    try:
+        posts, pages = _count(tasks, app.test_client(), seen)
+    finally:
+        writes._send = send
+    return [{"request": "form post (action=complete)", "counts": posts},
+            {"request": "following task page (GET)", "counts": pages}]
+
+
+def _count(tasks: list[str], client, seen: list[str]):
+    from collections import Counter
+
     html = client.get("/login").get_data(as_text=True)
     client.post("/login", data={"csrf_token": csrf(html), "username": USER, "password": PASSWORD, "next": ""})
     posts, pages = Counter(), Counter()
@@ -374,8 +392,7 @@ def count_statements(url: str, cases: int) -> list[dict]:
             html = client.get(path).get_data(as_text=True)
             if path.startswith("/tasks/"):
                 pages[len(seen)] += 1
-    return [{"request": "form post (action=complete)", "counts": posts},
-            {"request": "following task page (GET)", "counts": pages}]
+    return posts, pages
 
 
 # --- main --------------------------------------------------------------------------------------------------
