@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
@@ -26,7 +27,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.camunda.specs.user_task import Form as CamundaForm
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import String, bindparam, cast, func, select, update
+from sqlalchemy import Select, String, bindparam, cast, func, inspect, select, update
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -351,19 +352,41 @@ class Runtime:
     def _lock_task(self, task_id: str, username: str) -> tuple[ProcessInstance, Task, _Read, _Access]:
         """The task's instance, locked; the task's row as it is under that lock (it must be open); the
         user's access to it; and what the save will need of the instance's other rows (its open tasks,
-        its facts). One query, unless it had to wait for the lock (see `_LOCK_BY_TASK`)."""
-        for _ in range(2):
-            found = self.session.execute(_LOCK_BY_TASK, {"task_id": task_id, "username": username}).first()
-            if found is None:
-                raise NotFound(f"no task {task_id}")
-            instance, facts, row, *access, open_tasks, seen_version = found
-            if seen_version == instance.lock_version:
-                break
+        its facts). One query, unless it had to wait for the lock (see `_LOCK_READ`), sent straight to
+        the driver: the ORM's processing of its 80 columns cost more than the query itself. The rows
+        become the session's objects as if an ORM query had loaded them."""
+        conn = self.session.connection()
+        writes.send(conn)  # the query passes SQLAlchemy's events: what is queued goes first
+        statement = _LOCK_READ[conn.dialect.name]
+        form = writes.compiled_for(statement, conn.dialect)
+        params = form.parameters({"task_id": task_id, "username": username, "separator": _SEPARATOR})
+        processors = _result_processors(statement, conn.dialect)
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            for _ in range(2):
+                cursor.execute(form.sql, params)
+                found = cursor.fetchone()
+                if found is None:
+                    raise NotFound(f"no task {task_id}")
+                columns = iter([value if process is None else process(value)
+                                for process, value in zip(processors, found, strict=True)])
+                instance_values = [(key, next(columns)) for key, _ in _INSTANCE_COLUMNS]
+                definition_values = [(key, next(columns)) for key, _ in _DEFINITION_COLUMNS]
+                task_values = [(key, next(columns)) for key, _ in _TASK_COLUMNS]
+                fact_values = [(key, next(columns)) for key, _ in _FACT_COLUMNS]
+                active, groups, candidates, open_tasks, seen_version = columns
+                if seen_version == dict(instance_values)["lock_version"]:
+                    break
+        finally:
+            cursor.close()
+        instance = _adopt(self.session, ProcessInstance, instance_values)
+        set_committed_value(instance, "definition", _adopt(self.session, ProcessDefinition, definition_values))
+        row = _adopt(self.session, Task, task_values)
         if row.state != "open" or instance.status != "running":
             raise StaleTask(_stale_message(row), element_id=row.element_id)
-        read = _Read(open_tasks=set(filter(None, (open_tasks or "").split(_SEPARATOR))),
-                     facts=reporting_facts.as_values(facts))
-        return instance, row, read, _Access.parse(username, *access)
+        facts = dict(fact_values) if fact_values[0][1] is not None else None  # the key is None: no facts row
+        read = _Read(open_tasks=set(filter(None, (open_tasks or "").split(_SEPARATOR))), facts=facts)
+        return instance, row, read, _Access.parse(username, active, groups, candidates)
 
     def _load_ready(self, instance: ProcessInstance, row: Task) -> BpmnWorkflow:
         """The instance's workflow, in which the task of `row` is still READY."""
@@ -564,24 +587,79 @@ _ACCESS_COLUMNS = (
     .where(TaskCandidate.task_id == bindparam("task_id")).scalar_subquery(),
 )
 _ACCESS = select(*_ACCESS_COLUMNS)
-_OPEN, _SEEN = aliased(Task), aliased(ProcessInstance)
-# The task's row and instance (locked), the instance's facts, the user's access, the ids of the
-# instance's open tasks, and the instance's version as the query's snapshot has it. On PostgreSQL,
-# a query that waited for the lock gets the instance's row as the holder committed it, but the
-# other rows as they were before: the two versions differ then, and the query runs again (it
-# holds the lock now). Changes to tasks and facts are made under the lock, and bump the version.
-_LOCK_BY_TASK = (
-    select(ProcessInstance, CaseFact, Task, *_ACCESS_COLUMNS,
-           select(func.aggregate_strings(_OPEN.id, _SEPARATOR))
-           .where(_OPEN.instance_id == Task.instance_id, _OPEN.state == "open").scalar_subquery(),
-           select(_SEEN.lock_version).where(_SEEN.id == Task.instance_id).scalar_subquery())
-    .select_from(Task)
-    .join(ProcessInstance, ProcessInstance.id == Task.instance_id)
-    .outerjoin(CaseFact, CaseFact.instance_id == ProcessInstance.id)
-    .where(Task.id == bindparam("task_id"))
-    .with_for_update(of=ProcessInstance)
-    .execution_options(populate_existing=True)
-)
+def _loaded_columns(model) -> list[tuple[str, Any]]:
+    """(attribute, column) of what an ORM query loads of `model`: its columns that are not deferred, the
+    primary key first."""
+    columns = [(prop.key, prop.columns[0]) for prop in inspect(model).column_attrs if not prop.deferred]
+    assert [column for _, column in columns[:1]] == list(inspect(model).primary_key)
+    return columns
+
+
+_INSTANCE_COLUMNS = _loaded_columns(ProcessInstance)
+_DEFINITION_COLUMNS = _loaded_columns(ProcessDefinition)
+_TASK_COLUMNS = _loaded_columns(Task)
+_FACT_COLUMNS = _loaded_columns(CaseFact)
+
+
+def _lock_read(aggregate) -> Select:
+    """The task's row, its instance (locked) and version, the instance's facts, the user's access
+    (whether active, their groups, the task's candidates), the ids of the instance's open tasks, and
+    the instance's version as the query's snapshot has it. On PostgreSQL, a query that waited for the
+    lock gets the instance's row as the holder committed it, but the other rows as they were before:
+    the two versions differ then, and the query runs again (it holds the lock now). Changes to tasks
+    and facts are made under the lock, and bump the version.
+
+    `aggregate(expression, separator)`: the database's string aggregation."""
+    sep = bindparam("separator", type_=String)
+    opened, seen = aliased(Task), aliased(ProcessInstance)
+    user = User.username == bindparam("username")
+    return (
+        select(*(column for columns in (_INSTANCE_COLUMNS, _DEFINITION_COLUMNS, _TASK_COLUMNS, _FACT_COLUMNS)
+                 for _, column in columns),
+               select(cast(User.is_active, String)).where(user).scalar_subquery(),
+               select(aggregate(Membership.unit_id + ":" + Membership.role, sep))
+               .join(User, User.id == Membership.user_id).where(user).scalar_subquery(),
+               select(aggregate(TaskCandidate.kind + " " + TaskCandidate.value, sep))
+               .where(TaskCandidate.task_id == Task.id).scalar_subquery(),
+               select(aggregate(opened.id, sep))
+               .where(opened.instance_id == Task.instance_id, opened.state == "open").scalar_subquery(),
+               select(seen.lock_version).where(seen.id == Task.instance_id).scalar_subquery())
+        .select_from(Task)
+        .join(ProcessInstance, ProcessInstance.id == Task.instance_id)
+        .join(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)
+        .outerjoin(CaseFact, CaseFact.instance_id == ProcessInstance.id)
+        .where(Task.id == bindparam("task_id"))
+        .with_for_update(of=ProcessInstance.__table__)
+    )
+
+
+_LOCK_READ = {"postgresql": _lock_read(func.string_agg), "sqlite": _lock_read(func.group_concat)}
+_PROCESSORS: dict[tuple[int, str], list] = {}
+
+
+def _result_processors(statement: Select, dialect) -> list:
+    """Per column of `statement`, what SQLAlchemy does to a value the driver returns (or None)."""
+    key = (id(statement), dialect.name)
+    if key not in _PROCESSORS:
+        _PROCESSORS[key] = [column.type._cached_result_processor(dialect, None)
+                            for column in statement.selected_columns]
+    return _PROCESSORS[key]
+
+
+def _adopt(session: Session, model, values: list[tuple[str, Any]]):
+    """The session's object for a row read straight from the driver, as an ORM query with
+    `populate_existing` would give it: a loaded one gets the values, else a new one joins the session."""
+    found = session.identity_map.get(identity_key(model, values[0][1]))
+    if found is not None:
+        for name, value in values:
+            set_committed_value(found, name, value)
+        return found
+    obj = model(**dict(values))
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
 _SAVE_INSTANCE = (
     update(ProcessInstance.__table__)
     .where(ProcessInstance.id == bindparam("instance_id"),

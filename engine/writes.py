@@ -57,11 +57,17 @@ class _Compiled:
 _CACHE: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}  # by (id of statement, dialect, parameter names)
 
 
+def compiled_for(statement: ClauseElement, dialect) -> _Compiled:
+    """`statement` (a module constant) compiled for `dialect`, to run straight on the driver: its SQL, and
+    `parameters(values)` converted as SQLAlchemy converts them."""
+    return _compile(statement, dialect, ())
+
+
 def _compile(statement: ClauseElement, dialect, keys: tuple[str, ...]) -> _Compiled:
     cache_key = (id(statement), dialect.name, keys)
     found = _CACHE.get(cache_key)
     if found is None:
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)
         if compiled.post_compile_params or compiled.literal_execute_params:
             raise ValueError("statements with expanding parameters cannot be queued")
         found = _CACHE[cache_key] = _Compiled(

@@ -213,6 +213,29 @@ def test_the_runtime_hands_the_rows_a_completion_opened_to_the_caller_without_a_
         assert org.runtime(s).tasks_opened(split) is None  # another runtime knows nothing
 
 
+def test_a_completion_reads_the_rows_afresh_even_when_the_session_holds_older_ones(org):
+    """The lock read (straight from the driver) updates the session's loaded objects as an ORM query with
+    populate_existing would: a task someone else completed meanwhile is stale, not open."""
+    _deploy(org, chain=modelkit.chain(n=2))
+    iid = _start(org, "chain")
+    (first,) = _open(org, iid)
+    with org.transaction() as s:
+        loaded_task, loaded_instance = s.get(Task, first.id), s.get(ProcessInstance, iid)
+        assert (loaded_task.state, loaded_instance.lock_version) == ("open", 2)
+        s.commit()  # the objects stay loaded (and SQLite lets the other writer in)
+        _complete(org, first.id, "bob")
+        with pytest.raises(StaleTask):
+            org.runtime(s).complete(first.id, user="alice", data={})
+        assert s.get(Task, first.id) is loaded_task
+        assert (loaded_task.state, loaded_task.completed_by, loaded_instance.lock_version) == ("completed", "bob", 3)
+    (second,) = _open(org, iid)
+    with org.transaction() as s:
+        instance = org.runtime(s).complete(second.id, user="alice", data={})
+        assert instance is s.get(ProcessInstance, iid) and instance.definition.key == "chain"
+    with org.transaction() as s:
+        assert s.get(ProcessInstance, iid).status == "completed"
+
+
 def test_claim_unclaim_and_hand_over(org):
     _deploy(org, chain=modelkit.chain(n=1))
     iid = _start(org, "chain")

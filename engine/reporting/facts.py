@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import bindparam, delete, insert, inspect, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -151,19 +151,14 @@ def escalations(workflow) -> list[Escalation]:
 UNREAD = object()
 
 
-def as_values(row: CaseFact | None) -> dict | None:
-    """A loaded facts row as `record` compares it."""
-    return None if row is None else {column.key: getattr(row, column.key) for column in _COLUMNS}
-
-
 def record(session: Session, instance: ProcessInstance, workflow, *, now: datetime,
            new_groups: Iterable[str] | None = None, stored: Mapping | object | None = UNREAD) -> None:
     """Bring the facts of `instance` up to date (called by the runtime at the end of every save).
 
     `new_groups` are the candidate groups of the tasks this save created: a case that had a task for
     the network keeps that fact, so only new tasks can change it (without them, every task is read).
-    `stored` is the facts row as the caller read it in this transaction (`as_values`; None: there is
-    none), to save reading it again.
+    `stored` is the facts row as the caller read it in this transaction (its values by attribute; None:
+    there is none), to save reading it again.
     Plain statements: one read, and a write only of what changed (most saves change nothing here).
     Reading the facts never stops casework: if the data cannot be read, the previous facts stay (logged).
     """
@@ -209,7 +204,6 @@ def record(session: Session, instance: ProcessInstance, workflow, *, now: dateti
 
 
 _FACTS = CaseFact.__table__
-_COLUMNS = inspect(CaseFact).column_attrs
 _STORED = select(_FACTS).where(_FACTS.c.instance_id == bindparam("instance_id"))
 
 
