@@ -360,7 +360,6 @@ class Runtime:
         statement = _LOCK_READ[conn.dialect.name]
         form = writes.compiled_for(statement, conn.dialect)
         params = form.parameters({"task_id": task_id, "username": username, "separator": _SEPARATOR})
-        processors = _result_processors(statement, conn.dialect)
         cursor = conn.connection.driver_connection.cursor()
         try:
             for _ in range(2):
@@ -369,7 +368,7 @@ class Runtime:
                 if found is None:
                     raise NotFound(f"no task {task_id}")
                 columns = iter([value if process is None else process(value)
-                                for process, value in zip(processors, found, strict=True)])
+                                for process, value in zip(form.result_processors, found, strict=True)])
                 instance_values = [(key, next(columns)) for key, _ in _INSTANCE_COLUMNS]
                 definition_values = [(key, next(columns)) for key, _ in _DEFINITION_COLUMNS]
                 task_values = [(key, next(columns)) for key, _ in _TASK_COLUMNS]
@@ -578,15 +577,24 @@ class Runtime:
 
 # --- statements of the hot path, built once ---------------------------------------------------------
 _SEPARATOR = "\x1f"
-# whether user `username` is active, their groups, and the candidates of task `task_id`, as three columns
-_ACCESS_COLUMNS = (
-    select(cast(User.is_active, String)).where(User.username == bindparam("username")).scalar_subquery(),
-    select(func.aggregate_strings(Membership.unit_id + ":" + Membership.role, _SEPARATOR))
-    .join(User, User.id == Membership.user_id).where(User.username == bindparam("username")).scalar_subquery(),
-    select(func.aggregate_strings(TaskCandidate.kind + " " + TaskCandidate.value, _SEPARATOR))
-    .where(TaskCandidate.task_id == bindparam("task_id")).scalar_subquery(),
-)
-_ACCESS = select(*_ACCESS_COLUMNS)
+
+
+def _access_columns(aggregate, separator, task_id) -> tuple:
+    """Whether user `username` is active, their groups, and the candidates of task `task_id`, as three
+    columns; `aggregate(expression, separator)` is a string aggregation."""
+    user = User.username == bindparam("username")
+    return (
+        select(cast(User.is_active, String)).where(user).scalar_subquery(),
+        select(aggregate(Membership.unit_id + ":" + Membership.role, separator))
+        .join(User, User.id == Membership.user_id).where(user).scalar_subquery(),
+        select(aggregate(TaskCandidate.kind + " " + TaskCandidate.value, separator))
+        .where(TaskCandidate.task_id == task_id).scalar_subquery(),
+    )
+
+
+_ACCESS = select(*_access_columns(func.aggregate_strings, _SEPARATOR, bindparam("task_id")))
+
+
 def _loaded_columns(model) -> list[tuple[str, Any]]:
     """(attribute, column) of what an ORM query loads of `model`: its columns that are not deferred, the
     primary key first."""
@@ -612,15 +620,10 @@ def _lock_read(aggregate) -> Select:
     `aggregate(expression, separator)`: the database's string aggregation."""
     sep = bindparam("separator", type_=String)
     opened, seen = aliased(Task), aliased(ProcessInstance)
-    user = User.username == bindparam("username")
     return (
         select(*(column for columns in (_INSTANCE_COLUMNS, _DEFINITION_COLUMNS, _TASK_COLUMNS, _FACT_COLUMNS)
                  for _, column in columns),
-               select(cast(User.is_active, String)).where(user).scalar_subquery(),
-               select(aggregate(Membership.unit_id + ":" + Membership.role, sep))
-               .join(User, User.id == Membership.user_id).where(user).scalar_subquery(),
-               select(aggregate(TaskCandidate.kind + " " + TaskCandidate.value, sep))
-               .where(TaskCandidate.task_id == Task.id).scalar_subquery(),
+               *_access_columns(aggregate, sep, Task.id),
                select(aggregate(opened.id, sep))
                .where(opened.instance_id == Task.instance_id, opened.state == "open").scalar_subquery(),
                select(seen.lock_version).where(seen.id == Task.instance_id).scalar_subquery())
@@ -634,18 +637,6 @@ def _lock_read(aggregate) -> Select:
 
 
 _LOCK_READ = {"postgresql": _lock_read(func.string_agg), "sqlite": _lock_read(func.group_concat)}
-_PROCESSORS: dict[tuple[int, str], list] = {}
-
-
-def _result_processors(statement: Select, dialect) -> list:
-    """Per column of `statement`, what SQLAlchemy does to a value the driver returns (or None)."""
-    key = (id(statement), dialect.name)
-    if key not in _PROCESSORS:
-        _PROCESSORS[key] = [column.type._cached_result_processor(dialect, None)
-                            for column in statement.selected_columns]
-    return _PROCESSORS[key]
-
-
 def _adopt(session: Session, model, values: list[tuple[str, Any]]):
     """The session's object for a row read straight from the driver, as an ORM query with
     `populate_existing` would give it: a loaded one gets the values, else a new one joins the session."""
@@ -677,7 +668,7 @@ class _Access:
 
     @classmethod
     def parse(cls, username: str, active: str | None, groups: str | None, candidates: str | None) -> _Access:
-        """From the columns of `_ACCESS_COLUMNS`."""
+        """From the columns of `_access_columns`."""
         if active is None:
             raise NotFound(f"Unknown user '{username}'")
         access = cls(active=active in ("1", "true"))

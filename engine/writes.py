@@ -15,11 +15,13 @@ raise, and so may the database: the error surfaces at the send, as SQLAlchemy's 
 transaction is rolled back as usual. A rollback discards what is queued.
 
 Only statements built once (module constants) may be queued: the compiled form is cached by the
-statement's identity.
+statement's identity. `compiled_for` gives the same compiled form to a read that goes straight to
+the driver (the runtime's lock read).
 """
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +47,12 @@ class _Compiled:
     @property
     def sql(self) -> str:
         return self.compiled.string
+
+    @functools.cached_property
+    def result_processors(self) -> list:
+        """For a read: per column, what SQLAlchemy does to the value the driver returns (or None)."""
+        return [column.type._cached_result_processor(self.compiled.dialect, None)
+                for column in self.statement.selected_columns]
 
     def parameters(self, values: Mapping) -> Sequence | Mapping:
         params = self.compiled.construct_params(values, escape_names=False)
