@@ -31,6 +31,7 @@ from sqlalchemy import Select, String, bindparam, cast, func, inspect, select, u
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.util import identity_key
 
 from . import audit, mirror, serialization, writes
@@ -645,7 +646,8 @@ def _adopt(session: Session, model, values: list[tuple[str, Any]]):
         for name, value in values:
             set_committed_value(found, name, value)
         return found
-    obj = model(**dict(values))
+    obj = manager_of_class(model).new_instance()  # as a query's loading does: no __init__, no change events
+    obj.__dict__.update(values)
     make_transient_to_detached(obj)
     session.add(obj)
     return obj
