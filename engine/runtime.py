@@ -160,9 +160,7 @@ class Runtime:
         for values in sorted(mirrored.created, key=lambda v: v["id"]):
             row = self.session.identity_map.get(identity_key(Task, values["id"]))
             if row is None:
-                row = Task(**{column.key: values.get(column.key) for column in Task.__table__.columns})
-                make_transient_to_detached(row)
-                self.session.add(row)
+                row = _adopt(self.session, Task, [(key, values.get(key)) for key, _ in _TASK_COLUMNS])
             pairs = [(c["kind"], c["value"]) for c in mirrored.candidates if c["task_id"] == values["id"]]
             opened.append((row, pairs))
         return opened
