@@ -636,6 +636,8 @@ def _lock_read(aggregate) -> Select:
 
 
 _LOCK_READ = {"postgresql": _lock_read(func.string_agg), "sqlite": _lock_read(func.group_concat)}
+
+
 def _adopt(session: Session, model, values: list[tuple[str, Any]]):
     """The session's object for a row read straight from the driver, as an ORM query with
     `populate_existing` would give it: a loaded one gets the values, else a new one joins the session."""
