@@ -19,7 +19,6 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
@@ -27,14 +26,13 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.camunda.specs.user_task import Form as CamundaForm
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import Select, String, bindparam, cast, func, inspect, select, update
-from sqlalchemy.orm import Session, aliased, make_transient_to_detached
+from sqlalchemy import Select, String, bindparam, cast, func, select, update
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.util import identity_key
 
-from . import audit, mirror, serialization, writes
+from . import audit, direct, mirror, serialization, writes
 from .clock import Clock, engine_time
 from .deploy import form_reference, latest_definition, start_event_spec
 from .errors import (
@@ -160,7 +158,7 @@ class Runtime:
         for values in sorted(mirrored.created, key=lambda v: v["id"]):
             row = self.session.identity_map.get(identity_key(Task, values["id"]))
             if row is None:
-                row = _adopt(self.session, Task, [(key, values.get(key)) for key, _ in _TASK_COLUMNS])
+                row = direct.adopt(self.session, Task, [(key, values.get(key)) for key, _ in _TASK_COLUMNS])
             pairs = [(c["kind"], c["value"]) for c in mirrored.candidates if c["task_id"] == values["id"]]
             opened.append((row, pairs))
         return opened
@@ -355,31 +353,22 @@ class Runtime:
         the driver: the ORM's processing of its 80 columns cost more than the query itself. The rows
         become the session's objects as if an ORM query had loaded them."""
         conn = self.session.connection()
-        writes.send(conn)  # the query passes SQLAlchemy's events: what is queued goes first
-        statement = _LOCK_READ[conn.dialect.name]
-        form = writes.compiled_for(statement, conn.dialect)
-        params = form.parameters({"task_id": task_id, "username": username, "separator": _SEPARATOR})
-        cursor = conn.connection.driver_connection.cursor()
-        try:
-            for _ in range(2):
-                cursor.execute(form.sql, params)
-                found = cursor.fetchone()
-                if found is None:
-                    raise NotFound(f"no task {task_id}")
-                columns = iter([value if process is None else process(value)
-                                for process, value in zip(form.result_processors, found, strict=True)])
-                instance_values = [(key, next(columns)) for key, _ in _INSTANCE_COLUMNS]
-                definition_values = [(key, next(columns)) for key, _ in _DEFINITION_COLUMNS]
-                task_values = [(key, next(columns)) for key, _ in _TASK_COLUMNS]
-                fact_values = [(key, next(columns)) for key, _ in _FACT_COLUMNS]
-                active, groups, candidates, open_tasks, seen_version = columns
-                if seen_version == dict(instance_values)["lock_version"]:
-                    break
-        finally:
-            cursor.close()
-        instance = _adopt(self.session, ProcessInstance, instance_values)
-        set_committed_value(instance, "definition", _adopt(self.session, ProcessDefinition, definition_values))
-        row = _adopt(self.session, Task, task_values)
+        params = {"task_id": task_id, "username": username, "separator": _SEPARATOR}
+        for _ in range(2):
+            found = direct.fetch(conn, _LOCK_READ[conn.dialect.name], params)
+            if not found:
+                raise NotFound(f"no task {task_id}")
+            columns = iter(found[0])
+            instance_values = [(key, next(columns)) for key, _ in _INSTANCE_COLUMNS]
+            definition_values = [(key, next(columns)) for key, _ in _DEFINITION_COLUMNS]
+            task_values = [(key, next(columns)) for key, _ in _TASK_COLUMNS]
+            fact_values = [(key, next(columns)) for key, _ in _FACT_COLUMNS]
+            active, groups, candidates, open_tasks, seen_version = columns
+            if seen_version == dict(instance_values)["lock_version"]:
+                break
+        instance = direct.adopt(self.session, ProcessInstance, instance_values)
+        set_committed_value(instance, "definition", direct.adopt(self.session, ProcessDefinition, definition_values))
+        row = direct.adopt(self.session, Task, task_values)
         if row.state != "open" or instance.status != "running":
             raise StaleTask(_stale_message(row), element_id=row.element_id)
         facts = dict(fact_values) if fact_values[0][1] is not None else None  # the key is None: no facts row
@@ -594,18 +583,10 @@ def _access_columns(aggregate, separator, task_id) -> tuple:
 _ACCESS = select(*_access_columns(func.aggregate_strings, _SEPARATOR, bindparam("task_id")))
 
 
-def _loaded_columns(model) -> list[tuple[str, Any]]:
-    """(attribute, column) of what an ORM query loads of `model`: its columns that are not deferred, the
-    primary key first."""
-    columns = [(prop.key, prop.columns[0]) for prop in inspect(model).column_attrs if not prop.deferred]
-    assert [column for _, column in columns[:1]] == list(inspect(model).primary_key)
-    return columns
-
-
-_INSTANCE_COLUMNS = _loaded_columns(ProcessInstance)
-_DEFINITION_COLUMNS = _loaded_columns(ProcessDefinition)
-_TASK_COLUMNS = _loaded_columns(Task)
-_FACT_COLUMNS = _loaded_columns(CaseFact)
+_INSTANCE_COLUMNS = direct.loaded_columns(ProcessInstance)
+_DEFINITION_COLUMNS = direct.loaded_columns(ProcessDefinition)
+_TASK_COLUMNS = direct.loaded_columns(Task)
+_FACT_COLUMNS = direct.loaded_columns(CaseFact)
 
 
 def _lock_read(aggregate) -> Select:
@@ -636,21 +617,6 @@ def _lock_read(aggregate) -> Select:
 
 
 _LOCK_READ = {"postgresql": _lock_read(func.string_agg), "sqlite": _lock_read(func.group_concat)}
-
-
-def _adopt(session: Session, model, values: list[tuple[str, Any]]):
-    """The session's object for a row read straight from the driver, as an ORM query with
-    `populate_existing` would give it: a loaded one gets the values, else a new one joins the session."""
-    found = session.identity_map.get(identity_key(model, values[0][1]))
-    if found is not None:
-        for name, value in values:
-            set_committed_value(found, name, value)
-        return found
-    obj = manager_of_class(model).new_instance()  # as a query's loading does: no __init__, no change events
-    obj.__dict__.update(values)
-    make_transient_to_detached(obj)
-    session.add(obj)
-    return obj
 
 
 _SAVE_INSTANCE = (

@@ -9,11 +9,10 @@ from datetime import timedelta
 from flask import Flask, abort
 from flask_babel import lazy_gettext
 from flask_login import UserMixin, current_user, login_required
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import select
 
 from engine import policy
-from engine.identity import verify_password
+from engine.identity import load_user, verify_password
 from engine.models import User
 
 from . import database
@@ -38,16 +37,12 @@ class SignedIn(UserMixin):
         return bool(self.row.is_active)
 
 
-# every request: the user and the memberships every permission asks about, in one round trip
-_USER = select(User).options(joinedload(User.memberships)).where(User.id == bindparam("user_id"))
-
-
 @login_manager.user_loader
 def _load(user_id: str):
     ident, _, fragment = user_id.partition(":")
     if not ident.isdigit():
         return None
-    row = database.session().execute(_USER, {"user_id": int(ident)}).unique().scalar_one_or_none()
+    row = load_user(database.session(), int(ident))  # with the memberships every permission asks about
     if row is None or not row.is_active or (row.password_hash or "")[-16:] != fragment:
         return None
     return SignedIn(row)
