@@ -19,6 +19,8 @@ from flask import Flask
 
 from engine import config as engine_config
 
+from .i18n import LanguageEnvironment
+
 log = logging.getLogger(__name__)
 
 ENV_SECRET_KEY = "FALLWERK_SECRET_KEY"  # noqa: S105 - the name of a variable
@@ -44,8 +46,12 @@ def _settings() -> dict:
     }
 
 
+class _App(Flask):
+    jinja_environment = LanguageEnvironment
+
+
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(engine_config.instance_path()))
+    app = _App(__name__, instance_path=str(engine_config.instance_path()))
     app.config.from_mapping(
         SESSION_COOKIE_NAME="fallwerk_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -74,7 +80,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     i18n.init_app(app)
-    _template_gettext(app)
     security.init_app(app)
     errors.init_app(app)
     templating.init_app(app)
@@ -85,38 +90,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     for blueprint in (auth_views.bp, inbox.bp, tasks.bp, cases.bp, start.bp, modeller.bp, monitor.bp):
         app.register_blueprint(blueprint)
     return app
-
-
-def _template_gettext(app: Flask) -> None:
-    """Templates translate with the request's catalogue, looked up once per request.
-
-    Flask-Babel's own callables find the locale and the catalogue again for every `_()` (a page has
-    dozens). The catalogue is kept where Flask-Babel's `refresh()` and `force_locale()` reset it
-    (`babel_translations` of its request context), so a language changed within a request still shows.
-    """
-    from flask import g
-    from flask_babel import get_translations
-
-    def translations():
-        try:
-            found = g._flask_babel.babel_translations
-            if found is not None:
-                return found
-        except AttributeError:  # no Flask-Babel context yet, or no catalogue kept in it
-            pass
-        except RuntimeError:  # outside an application context: Flask-Babel's answer
-            return get_translations()
-        found = get_translations()  # creates Flask-Babel's context if need be
-        g._flask_babel.babel_translations = found
-        return found
-
-    app.jinja_env.install_gettext_callables(
-        gettext=lambda s: translations().ugettext(s),
-        ngettext=lambda s, p, n: translations().ungettext(s, p, n),
-        pgettext=lambda c, s: translations().upgettext(c, s),
-        npgettext=lambda c, s, p, n: translations().unpgettext(c, s, p, n),
-        newstyle=True,
-    )
 
 
 def _secret_key(app: Flask) -> None:

@@ -116,6 +116,33 @@ def test_dates_are_german_by_default_and_english_for_english_users(client, web):
     assert "28 Nov 2026, 10:00" in client.get(f"/tasks/{task_id}").get_data(as_text=True)
 
 
+def test_literal_translations_in_templates_read_as_the_i18n_extension_gives_them(app):
+    """`_("text")` is translated when the template is compiled (webapp.i18n.LiteralGettext): the same text,
+    escaping and "%%" handling as Jinja's newstyle gettext, in either language; other calls of `_` stay
+    calls. Templates are compiled once per language."""
+    from flask_babel import force_locale
+
+    source = ('{{ _("Aufgaben") }}|{{ _("Aufgaben") ~ "<b>" }}|{{ _(\'Abmelden\').upper() }}|{{ _("100 %%") }}|'
+              '{{ _("<i>nicht übersetzt</i>") }}|{{ _("erledigt von %(name)s am %(when)s", name="<x>", when=1) }}|'
+              '{% if _("Konto") %}ja{% endif %}')
+    plain = app.jinja_env.overlay()
+    plain.extensions = {k: v.bind(plain) for k, v in app.jinja_env.extensions.items() if "LiteralGettext" not in k}
+    assert len(plain.extensions) == len(app.jinja_env.extensions) - 1
+    compiled = app.jinja_env.compile(source, raw=True)
+    assert compiled.count("context.call(") == 2  # .upper() and the call with values; the literals are in the code
+    with app.test_request_context():
+        loaded = {}
+        for language, expected in (("de", "Aufgaben|Aufgaben&lt;b&gt;|ABMELDEN|"),
+                                   ("en", "Tasks|Tasks&lt;b&gt;|SIGN OUT|")):
+            with force_locale(language):
+                page = app.jinja_env.from_string(source).render()
+                assert page == plain.from_string(source).render()
+                assert page.startswith(expected) and "100 %|<i>nicht übersetzt</i>|" in page and "|ja" in page
+                loaded[language] = app.jinja_env.get_template("error.html")
+                assert app.jinja_env.get_template("error.html") is loaded[language]
+        assert loaded["de"] is not loaded["en"]
+
+
 def test_numbers_are_formatted_for_the_language(app):
     from flask_babel import force_locale
 
