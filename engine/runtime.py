@@ -32,7 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.util import identity_key
 
-from . import audit, direct, mirror, serialization, writes
+from . import audit, direct, mirror, policy, serialization, writes
 from .clock import Clock, engine_time
 from .deploy import form_reference, latest_definition, start_event_spec
 from .errors import (
@@ -114,11 +114,19 @@ class Runtime:
         return data
 
     # --- human tasks ---------------------------------------------------------------------------------
-    def complete(self, task_id: str, *, user: str, data: dict | None = None) -> ProcessInstance:
+    def complete(self, task_id: str, *, user: str,
+                 data: dict | Callable[[Task, ProcessDefinition], dict] | None = None) -> ProcessInstance:
+        """Complete an open task with `data`, validated against its form. `data` may be a function of the
+        task's row and version, called under the lock once the user's access is checked (the web app
+        parses a form post against the task's form, which it learns only then; it may raise
+        PermissionDenied after asking the policy)."""
         instance, row, read, access = self._lock_task(task_id, user)
         stored = instance.state_json
         workflow = self._load_ready(instance, row)
         self._may_act(row, user, access=access)
+        if callable(data):
+            policy.remember_candidates(self.session, row.id, access.candidate_pairs())
+            data = data(row, instance.definition)
         spiff_task = workflow.get_task_from_id(UUID(task_id))
         clean = self.validate_task_data(row, spiff_task, dict(data or {}), loaded=self.specs.get(instance.definition))
         before = copy.deepcopy(spiff_task.data)
@@ -633,6 +641,9 @@ class _Access:
     active: bool
     groups: set[str] = field(default_factory=set)
     candidates: dict[str, set[str]] = field(default_factory=lambda: {"user": set(), "group": set(), "not": set()})
+
+    def candidate_pairs(self) -> list[tuple[str, str]]:
+        return [(kind, value) for kind, values in self.candidates.items() for value in values]
 
     @classmethod
     def parse(cls, username: str, active: str | None, groups: str | None, candidates: str | None) -> _Access:

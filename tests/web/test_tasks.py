@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+from engine import identity
 from engine.deploy import deploy
 from engine.models import Task
 from tests import modelkit
@@ -175,3 +176,21 @@ def test_the_hand_over_list_offers_only_candidates(client, web):
     page = client.get(f"/tasks/{task_id}").get_data(as_text=True)
     options = re.findall(r'<option value="([^"]*)"', page)
     assert "bob" in options and "lena" in options and "otto" not in options and "alice" not in options
+
+
+def test_the_policy_decides_a_form_post_where_the_engine_would_let_a_candidate_complete(client, web):
+    """A named candidate with no role in any unit: the engine's own check lets them complete, the policy
+    does not (staff only); the post answers 404 like any task the user may not see, and changes nothing."""
+    with web.transaction() as s:
+        identity.add_user(s, "nora", now=web.clock.now())  # no memberships
+        deploy(s, {"solo.bpmn": modelkit.definitions("solo", "\n".join([
+            '<bpmn:startEvent id="start" />', modelkit.user_task("t", "Für Nora", 'camunda:candidateUsers="nora"'),
+            '<bpmn:endEvent id="end" />', modelkit.flow("f1", "start", "t"), modelkit.flow("f2", "t", "end")]))},
+            user="carla", now=web.clock.now())
+        instance = web.runtime(s).start("solo", user="alice")
+    task_id = open_task(web, instance.id, "t").id
+    login(client, "nora")
+    assert client.post(f"/tasks/{task_id}", data={"action": "complete"}).status_code == 404
+    with web.transaction() as s:
+        assert s.get(Task, task_id).state == "open"
+        assert web.runtime(s).complete(task_id, user="nora").status == "completed"  # the engine alone would

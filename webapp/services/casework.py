@@ -309,13 +309,11 @@ def task_context(session: Session, runtime: Runtime, task: Task, *, tasks: list[
                        tasks)
 
 
-def task_form_definition(session: Session, runtime: Runtime,
-                         task: Task) -> tuple[ProcessDefinition, FormDefinition | None]:
-    """The task's version and form, without restoring the workflow (the fast path of a form post)."""
-    instance = session.get(ProcessInstance, task.instance_id)
-    loaded = runtime.specs.get(instance.definition)
-    task_spec = task_spec_for(instance.definition, loaded, task.element_id)
-    return instance.definition, form_for(instance.definition, loaded, task_spec) if task_spec is not None else None
+def element_form(runtime: Runtime, definition: ProcessDefinition, element_id: str) -> FormDefinition | None:
+    """The form of a task of a version, without restoring a workflow (the fast path of a form post)."""
+    loaded = runtime.specs.get(definition)
+    task_spec = task_spec_for(definition, loaded, element_id)
+    return form_for(definition, loaded, task_spec) if task_spec is not None else None
 
 
 # --- statements of the task page and the form post, built once (building costs more than running them) ----

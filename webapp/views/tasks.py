@@ -93,25 +93,28 @@ def submit(task_id: str):
     action = request.form.get("action", "complete")
     if action != "complete":
         return _work_on(task_id, action)
-    task = _load(task_id)
-    if policy.can(user, Permission.TASK_WORK, task):
-        version, form_definition = casework.task_form_definition(session, runtime, task)
-        data = {}
-        if form_definition is not None:
-            cls = casework.wtforms_class(version, form_definition, task.element_id, ProcessForm)
-            data = cls(context={}, meta=NO_CSRF_FIELD).submitted_values()
-        try:
-            instance = runtime.complete(task.id, user=user.username, data=data)
-        except ValidationFailed as exc:
-            return _again(task_id, errors=exc)
-        except (StaleTask, PermissionDenied):
-            return _again(task_id, stale=True)
-        flash(_("Aufgabe erledigt."), "success")
-        following = casework.next_task(session, user, instance.id, opened=runtime.tasks_opened(instance.id))
-        if following is not None:
-            return redirect(url_for("tasks.show", task_id=following.id), code=303)
-        return redirect(url_for("inbox.index"), code=303)
-    return _again(task_id, stale=True)
+
+    def submitted(task, version) -> dict:
+        """The posted values, parsed against the task's form; asked under the completion's lock."""
+        if not policy.can(user, Permission.TASK_WORK, task):
+            raise PermissionDenied(f"{user.username} may not work on task {task.id}")
+        form_definition = casework.element_form(runtime, version, task.element_id)
+        if form_definition is None:
+            return {}
+        cls = casework.wtforms_class(version, form_definition, task.element_id, ProcessForm)
+        return cls(context={}, meta=NO_CSRF_FIELD).submitted_values()
+
+    try:
+        instance = runtime.complete(task_id, user=user.username, data=submitted)
+    except ValidationFailed as exc:
+        return _again(task_id, errors=exc)
+    except (StaleTask, PermissionDenied):  # the page says why, or answers 404 to whom may not see the task
+        return _again(task_id, stale=True)
+    flash(_("Aufgabe erledigt."), "success")
+    following = casework.next_task(session, user, instance.id, opened=runtime.tasks_opened(instance.id))
+    if following is not None:
+        return redirect(url_for("tasks.show", task_id=following.id), code=303)
+    return redirect(url_for("inbox.index"), code=303)
 
 
 def _work_on(task_id: str, action: str):
