@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,6 +22,7 @@ from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import SimpleTaskConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS as SPIFF_MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_VERSION
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.camunda.serializer.event_definition import MessageEventDefinitionConverter
 from SpiffWorkflow.task import Task as SpiffTask
@@ -34,9 +36,30 @@ STATE_VERSION = 1
 SERIALIZER_VERSION = f"{STATE_VERSION}/{SPIFF_VERSION}"
 
 
+#: task ids as UUIDs: each is parsed three or four times per restore (as the task's key, its id, its
+#: parent's child, its children's parent), and again at the instance's next restore
+_uuid = functools.lru_cache(maxsize=50_000)(UUID)
+
+
+class _TaskConverter(SimpleTaskConverter):
+    def from_dict(self, dct, workflow):
+        """`SimpleTaskConverter.from_dict` (SpiffWorkflow 3.2.0), with the ids parsed through `_uuid`."""
+        task_spec = workflow.spec.task_specs.get(dct["task_spec"])
+        task = self.target_class(workflow, task_spec, state=dct["state"], id=_uuid(dct["id"]))
+        task._parent = _uuid(dct["parent"]) if dct["parent"] is not None else None
+        task._children = [_uuid(child) for child in dct["children"]]
+        task.last_state_change = dct["last_state_change"]
+        task.triggered = dct["triggered"]
+        task.internal_data = self.registry.restore(dct["internal_data"])
+        task.data = self.registry.restore(dct["data"])
+        if isinstance(task_spec, CatchingEvent) and task.has_state(TaskState.DEFINITE_MASK):
+            task.workflow.top_workflow.event_manager.add_task(task)
+        return task
+
+
 def _build_serializer() -> BpmnWorkflowSerializer:
     config = dict(CAMUNDA_CONFIG)
-    config[SpiffTask] = SimpleTaskConverter
+    config[SpiffTask] = _TaskConverter
     config[MessageEventDefinition] = MessageEventDefinitionConverter
     registry = BpmnWorkflowSerializer.configure(config)
     registry.register(
@@ -110,8 +133,8 @@ def load_state(text: str, spec, subprocess_specs: dict, script_engine=None) -> B
     # BpmnWorkflowConverter.from_dict would restore the spec from the dict; we have it already
     # (cached per version), so restore just the rest with the same converter's helpers.
     owner = _WORKFLOW_CONVERTER
-    workflow.tasks = owner.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
-    workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+    workflow.tasks = owner.mapping_from_dict(dct["tasks"], _uuid, workflow=workflow)
+    workflow.task_tree = workflow.tasks.get(_uuid(dct["root"]))
     owner.set_default_attributes(workflow, dct)
     owner.subprocesses_from_dict(dct["subprocesses"], workflow)
     workflow.bpmn_events = SERIALIZER.registry.restore(dct.pop("bpmn_events", []))
