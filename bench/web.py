@@ -357,6 +357,8 @@ def count_statements(url: str, cases: int) -> list[dict]:
     seen: list[str] = []
     engine = app.extensions["fallwerk.engine"]
     event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: seen.append(statement))
+    # SQLite sends its BEGIN to the driver, psycopg sends it implicitly: counted as the transaction begins
+    event.listen(engine, "begin", lambda conn: seen.append("BEGIN"))
     event.listen(engine, "commit", lambda conn: seen.append("COMMIT"))
     send = writes._send
 

@@ -7,12 +7,13 @@ transaction (`transaction()` below).
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from sqlalchemy import DateTime, Engine, MetaData, Text, TypeDecorator, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, Text, TypeDecorator, create_engine, event, exc
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -77,7 +78,13 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # on the driver: through SQLAlchemy's execution it cost more than the statement (every request)
+            driver = conn.connection.driver_connection
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:  # as SQLAlchemy raises it ("database is locked" after the timeout)
+                raise exc.DBAPIError.instance("BEGIN IMMEDIATE", None, error, sqlite3.Error,
+                                              dialect=conn.dialect) from error
 
     else:
         engine = create_engine(url, **kwargs)

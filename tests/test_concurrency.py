@@ -123,3 +123,29 @@ def test_a_completion_that_waited_for_the_lock_sees_the_tasks_as_the_first_one_l
         states = dict(s.execute(select(Task.element_id, Task.state).where(Task.instance_id == iid)).all())
         assert states == {"a": "completed", "b": "completed", "c": "open"}
         assert s.get(Task, a.id).completed_by == "alice"
+
+
+def test_a_sqlite_writer_that_cannot_get_the_lock_gets_sqlalchemys_error(tmp_path, sqlite_template):
+    """SQLite transactions begin with BEGIN IMMEDIATE (sent to the driver): while another writer holds
+    the lock past the timeout, the begin fails as SQLAlchemy's OperationalError, and nothing is left open."""
+    import shutil
+
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    from engine import db as dbmod
+
+    path = tmp_path / "locked.sqlite3"
+    shutil.copy(sqlite_template, path)
+    holder = dbmod.make_engine(f"sqlite:///{path}")
+    impatient = dbmod.make_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+    try:
+        with holder.begin() as held:
+            held.execute(text("DELETE FROM units"))
+            with pytest.raises(OperationalError, match="database is locked"), impatient.begin() as conn:
+                conn.execute(text("SELECT 1"))
+        with impatient.begin() as conn:  # the lock is free again, and the failed begin left nothing behind
+            assert conn.scalar(text("SELECT count(*) FROM units")) == 0
+    finally:
+        holder.dispose()
+        impatient.dispose()
