@@ -3,11 +3,15 @@ tasks come from the engine (engine.forms)."""
 
 from __future__ import annotations
 
-from flask_babel import get_translations
+import functools
+
+from babel import support
+from flask_babel import get_locale, get_translations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import HiddenField, PasswordField, RadioField, StringField, TextAreaField
+from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 MIN_PASSWORD = 10
@@ -21,6 +25,20 @@ def choices(pairs) -> list:
     return [select_choice(value, label) for value, label in pairs] if select_choice else list(pairs)
 
 
+@functools.cache
+def _wtforms_catalogue(locale: str) -> support.Translations:
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
+
+
+class AppForm(FlaskForm):
+    """Base of the app's own forms: WTForms' messages in the user's language, from a catalogue read once per
+    language (Flask-WTF reads it from disk again in every request that builds a form)."""
+
+    class Meta(FlaskForm.Meta):
+        def get_translations(self, form):
+            return _wtforms_catalogue(str(get_locale() or "de"))
+
+
 class ProcessForm(FlaskForm):
     """Base of the forms the engine builds from form definitions (`casework.wtforms_class`): their texts
     that come from the engine (the blank choice) are translated with the app's catalogue."""
@@ -30,7 +48,7 @@ class ProcessForm(FlaskForm):
             return get_translations()
 
 
-class LoginForm(FlaskForm):
+class LoginForm(AppForm):
     username = StringField(_l("Benutzername"),
                            validators=[DataRequired(_l("Bitte geben Sie Ihren Benutzernamen ein."))],
                            render_kw={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"})
@@ -39,7 +57,7 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(AppForm):
     current = PasswordField(_l("Aktuelles Passwort"), validators=[DataRequired(_l("Bitte geben Sie Ihr aktuelles "
                                                                                    "Passwort ein."))],
                             render_kw={"autocomplete": "current-password"})
@@ -61,29 +79,29 @@ class PasswordChangeForm(FlaskForm):
             raise ValidationError(_l("Das neue Passwort darf nicht Ihr Benutzername sein."))
 
 
-class LanguageForm(FlaskForm):
+class LanguageForm(AppForm):
     locale = RadioField(_l("Sprache der Oberfläche"), choices=choices([("de", "Deutsch"), ("en", "English")]),
                         validators=[DataRequired(_l("Bitte wählen Sie eine Sprache."))])
 
 
-class CommentForm(FlaskForm):
+class CommentForm(AppForm):
     body = TextAreaField(_l("Kommentar"), validators=[
         DataRequired(_l("Bitte schreiben Sie einen Kommentar.")),
         Length(max=5000, message=_l("Ein Kommentar darf höchstens 5.000 Zeichen lang sein."))])
 
 
-class AttachmentForm(FlaskForm):
+class AttachmentForm(AppForm):
     file = FileField(_l("Datei"), description=_l("PDF, PNG, JPEG, DOCX, ODT oder TXT, höchstens 10 MB."),
                      validators=[FileRequired(_l("Bitte wählen Sie eine Datei aus."))])
 
 
-class CancelForm(FlaskForm):
+class CancelForm(AppForm):
     reason = TextAreaField(_l("Begründung"), validators=[
         DataRequired(_l("Bitte begründen Sie den Abbruch.")),
         Length(min=5, max=2000, message=_l("Die Begründung muss zwischen 5 und 2.000 Zeichen lang sein."))])
 
 
-class EscalationForm(FlaskForm):
+class EscalationForm(AppForm):
     kind = RadioField(_l("Art der Unterstützung"), choices=choices([
         ("support", _l("Unterstützung durch das landesweite Beratungsnetzwerk")),
         ("statewide", _l("Fall von landesweiter Bedeutung"))]),
@@ -93,12 +111,12 @@ class EscalationForm(FlaskForm):
         Length(max=2000, message=_l("Die Begründung darf höchstens 2.000 Zeichen lang sein."))])
 
 
-class SavedFilterForm(FlaskForm):
+class SavedFilterForm(AppForm):
     name = StringField(_l("Name des Filters"), validators=[
         DataRequired(_l("Bitte geben Sie dem Filter einen Namen.")),
         Length(max=80, message=_l("Der Name darf höchstens 80 Zeichen lang sein."))])
     query = HiddenField()
 
 
-class EmptyForm(FlaskForm):
+class EmptyForm(AppForm):
     """Buttons that only need the CSRF token (claim, release, sign out, delete)."""

@@ -102,9 +102,12 @@ def test_the_language_is_chosen_per_user_on_the_account_page(client, web):
     assert "Meine Aufgaben" in client.get("/").get_data(as_text=True)
 
 
-def test_an_unknown_language_is_refused(client, web):
+def test_an_unknown_language_is_refused_with_wtforms_message_in_the_users_language(client, web):
     login(client, "alice")
-    assert client.post("/account/language", data={"locale": "fr"}).status_code == 422
+    response = client.post("/account/language", data={"locale": "fr"})
+    assert response.status_code == 422 and "Keine gültige Auswahl." in response.get_data(as_text=True)
+    client.post("/account/language", data={"locale": "en"})
+    assert "Not a valid choice." in client.post("/account/language", data={"locale": "fr"}).get_data(as_text=True)
 
 
 def test_dates_are_german_by_default_and_english_for_english_users(client, web):
