@@ -194,3 +194,36 @@ def test_the_policy_decides_a_form_post_where_the_engine_would_let_a_candidate_c
     with web.transaction() as s:
         assert s.get(Task, task_id).state == "open"
         assert web.runtime(s).complete(task_id, user="nora").status == "completed"  # the engine alone would
+
+
+def test_a_task_is_handed_only_to_active_candidates_other_than_me_its_assignee_and_the_excluded(web):
+    """casework.colleagues: named users, members of a candidate unit, members with a candidate unit role;
+    never the user asking, the assignee, an excluded user or a deactivated one."""
+    from webapp.services import casework
+
+    with web.transaction() as s:
+        now = web.clock.now()
+        identity.add_unit(s, "rz-ost", name="rz-ost")
+        identity.add_user(s, "olga", now=now, display_name="Olga Ost", memberships=[("rz-ost", "lead")])
+        identity.add_user(s, "oskar", now=now, memberships=[("rz-ost", "counsellor")])  # not a lead
+        identity.add_user(s, "ina", now=now, memberships=[("rz-west", "counsellor")])
+        identity.get_user(s, "ina").is_active = False
+        identity.add_user(s, "nora", now=now)  # named, no unit
+        deploy(s, {"handover.bpmn": modelkit.definitions("handover", "\n".join([
+            '<bpmn:startEvent id="start" />',
+            modelkit.user_task("t", "Übergabe", 'camunda:candidateGroups="rz-west,rz-ost:lead" '
+                               'camunda:candidateUsers="nora,carla"', body=(
+                '<bpmn:extensionElements><camunda:properties><camunda:property name="not_user" value="bob"/>'
+                '</camunda:properties></bpmn:extensionElements>')),
+            '<bpmn:endEvent id="end" />', modelkit.flow("f1", "start", "t"), modelkit.flow("f2", "t", "end")]))},
+            user="carla", now=now)
+        instance = web.runtime(s).start("handover", user="alice")
+    task_id = open_task(web, instance.id, "t").id
+    with web.transaction() as s:
+        task, alice = s.get(Task, task_id), identity.get_user(s, "alice")
+        found = casework.colleagues(s, task, alice)
+        assert {c.username for c in found} == {"carla", "lena", "nora", "olga"} and len(found) == 4
+        assert ("olga", "Olga Ost") in found
+        web.runtime(s).claim(task_id, user="lena")
+    with web.transaction() as s:
+        assert "lena" not in {c.username for c in casework.colleagues(s, s.get(Task, task_id), alice)}
