@@ -94,35 +94,63 @@ def translations():
 
 @pass_eval_context
 def _translate(eval_ctx, text: str) -> str:
-    """`_("text")` of a template, as the i18n extension's newstyle gettext answers it. Jinja calls it when
-    it compiles the template (a filter on a constant): in the language of the request that loads it."""
+    """The translation of a template's `_("text")`, markup where the template escapes, as Jinja's newstyle
+    gettext has it. Jinja calls it when it compiles the template (a filter on a constant): in the language
+    of the request that loads it."""
     found = translations().ugettext(text)
-    return (Markup(found) if eval_ctx.autoescape else found) % {}  # noqa: S704 - our catalogue, as Jinja trusts it
+    return Markup(found) if eval_ctx.autoescape else found  # noqa: S704 - our catalogue, as Jinja trusts it
+
+
+def _format(text: str, **variables) -> str:
+    """The values put into the translated text (escaped, if it is markup); with none, "%%" becomes "%":
+    newstyle gettext always formats."""
+    return text % variables
 
 
 class LiteralGettext(Extension):
-    """Compiles `_("text")` (a literal and nothing else) as `("text"|_translate)`, which Jinja evaluates
-    at compile time: the translated text is in the template's code (`LanguageEnvironment` keeps one
-    compiled template per language). The template's source is unchanged, and so is what pybabel
-    extracts from it. At render time each such call cost three `Context.call`s of the i18n extension;
-    a task page has about 40.
+    """Compiles `_("text")` as `("text"|_translate)|_format`, which Jinja evaluates at compile time: the
+    translated text is in the template's code (`LanguageEnvironment` keeps one compiled template per
+    language). `_("text %(name)s", name=value)` becomes `("text %(name)s"|_translate)|_format(name=value)`,
+    the values put in at render time. At render
+    time each call of `_` cost three `Context.call`s of the i18n extension; a task page has about 40.
+    The template's source is unchanged, and so is what pybabel extracts from it.
     """
 
     def filter_stream(self, stream):
         window: list[Token] = []
-        for token in stream:
+        open_calls: list[int] = []  # per rewritten call with values: parentheses open inside it
+        for token in self._balanced(stream, open_calls):
             window.append(token)
-            if len(window) == 4:
-                name, lparen, text, rparen = window
-                if (name.type == "name" and name.value == "_" and lparen.type == "lparen" and text.type == "string"
-                        and rparen.type == "rparen"):
-                    line = name.lineno
-                    yield from (Token(line, "lparen", "("), text, Token(line, "pipe", "|"),
-                                Token(line, "name", "_translate"), Token(line, "rparen", ")"))
-                    window = []
+            if len(window) < 4:
+                continue
+            name, lparen, text, after = window
+            if name.test("name:_") and lparen.type == "lparen" and text.type == "string" and after.type in (
+                    "rparen", "comma"):
+                line = name.lineno
+                yield from (Token(line, "lparen", "("), Token(line, "lparen", "("), text, Token(line, "pipe", "|"),
+                            Token(line, "name", "_translate"), Token(line, "rparen", ")"),
+                            Token(line, "pipe", "|"), Token(line, "name", "_format"))
+                if after.type == "comma":  # the values follow, up to the call's own closing parenthesis
+                    yield Token(line, "lparen", "(")
+                    open_calls.append(1)
                 else:
-                    yield window.pop(0)
+                    yield Token(line, "rparen", ")")
+                window = []
+            else:
+                yield window.pop(0)
         yield from window
+
+    @staticmethod
+    def _balanced(stream, open_calls: list[int]):
+        """The tokens, with a ")" added after the closing parenthesis of each rewritten call with values (so
+        that `_("text", name=value).upper()` stays one expression)."""
+        for token in stream:
+            yield token
+            if open_calls and token.type in ("lparen", "rparen"):
+                open_calls[-1] += 1 if token.type == "lparen" else -1
+                if open_calls[-1] == 0:
+                    open_calls.pop()
+                    yield Token(token.lineno, "rparen", ")")
 
 
 class LanguageEnvironment(FlaskEnvironment):
@@ -134,6 +162,7 @@ class LanguageEnvironment(FlaskEnvironment):
         self._by_language: dict[tuple[str, str], Template] = {}
         self.add_extension(LiteralGettext)
         self.filters["_translate"] = _translate
+        self.filters["_format"] = _format
 
     def _load_template(self, name: str, globals):
         key = (name, _lang())

@@ -54,10 +54,21 @@ def message(text: str) -> str:
     return text if template is None else gettext(template, **text.values)
 
 
+_bundle_built = False
+
+
+def _diagram_bundle() -> bool:
+    """Whether the diagram's JavaScript bundle is built (`npm run build`); once it is, without asking the
+    file system again (a task page asks twice)."""
+    global _bundle_built
+    _bundle_built = _bundle_built or (DIST / "diagram.js").exists()
+    return _bundle_built
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
-    app.jinja_env.globals["diagram_bundle"] = lambda: (DIST / "diagram.js").exists()
+    app.jinja_env.globals["diagram_bundle"] = _diagram_bundle
     app.add_template_filter(form_text, "form_text")
     app.add_template_filter(message, "message")
 

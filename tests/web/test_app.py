@@ -120,19 +120,21 @@ def test_dates_are_german_by_default_and_english_for_english_users(client, web):
 
 
 def test_literal_translations_in_templates_read_as_the_i18n_extension_gives_them(app):
-    """`_("text")` is translated when the template is compiled (webapp.i18n.LiteralGettext): the same text,
-    escaping and "%%" handling as Jinja's newstyle gettext, in either language; other calls of `_` stay
-    calls. Templates are compiled once per language."""
+    """`_("text")` and `_("text", name=value)` are translated when the template is compiled
+    (webapp.i18n.LiteralGettext): the same text, escaping and "%%" handling as Jinja's newstyle gettext, in
+    either language. Templates are compiled once per language."""
     from flask_babel import force_locale
 
     source = ('{{ _("Aufgaben") }}|{{ _("Aufgaben") ~ "<b>" }}|{{ _(\'Abmelden\').upper() }}|{{ _("100 %%") }}|'
-              '{{ _("<i>nicht übersetzt</i>") }}|{{ _("erledigt von %(name)s am %(when)s", name="<x>", when=1) }}|'
+              '{{ _("<i>nicht übersetzt</i>") }}|'
+              '{{ _("erledigt von %(name)s am %(when)s", name="<x>", when=(1, 2)|join("-")) }}|'
+              '{{ _("erledigt von %(name)s am %(when)s", name=_("Konto"), when=1).upper() }}|'
               '{% if _("Konto") %}ja{% endif %}')
     plain = app.jinja_env.overlay()
     plain.extensions = {k: v.bind(plain) for k, v in app.jinja_env.extensions.items() if "LiteralGettext" not in k}
     assert len(plain.extensions) == len(app.jinja_env.extensions) - 1
     compiled = app.jinja_env.compile(source, raw=True)
-    assert compiled.count("context.call(") == 2  # .upper() and the call with values; the literals are in the code
+    assert compiled.count("context.call(") == 2  # .upper() twice: the texts are in the code, values go to a filter
     with app.test_request_context():
         loaded = {}
         for language, expected in (("de", "Aufgaben|Aufgaben&lt;b&gt;|ABMELDEN|"),
