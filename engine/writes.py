@@ -15,8 +15,8 @@ raise, and so may the database: the error surfaces at the send, as SQLAlchemy's 
 transaction is rolled back as usual. A rollback discards what is queued.
 
 Only statements built once (module constants) may be queued: the compiled form is cached by the
-statement's identity. `compiled_for` gives the same compiled form to a read that goes straight to
-the driver (the runtime's lock read).
+statement's identity. `compiled_for` gives the same compiled form to the reads that go straight to
+the driver (`engine.direct`).
 """
 
 from __future__ import annotations
