@@ -4,7 +4,8 @@
     .venv/bin/python bench/web.py --pg-url postgresql://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/web.py --profile               # cProfile of the form posts, in-process (Flask test client)
 
-`gunicorn -w 1 -b 127.0.0.1:PORT 'webapp:create_app()'` (one sync worker, FALLWERK_ENV=development so the
+`gunicorn -w 1 -b 127.0.0.1:PORT wsgi:app` (the production entry point: one sync worker, request logs as
+JSON lines into the benchmark's log file, the tuned garbage collector; FALLWERK_ENV=development so the
 session cookie works over http) against a SQLite file and against PostgreSQL (its own database
 `fallwerk_bench_web`, created through the admin URL). The client is http.client with a cookie jar: it signs
 in through the sign-in form and takes the CSRF token from each page, as a browser does.
@@ -128,7 +129,7 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    """`gunicorn -w 1 'webapp:create_app()'` on a free loopback port; stopped with SIGTERM (its pid only)."""
+    """`gunicorn -w 1 wsgi:app` on a free loopback port; stopped with SIGTERM (its pid only)."""
 
     def __init__(self, url: str, instance: Path, log: Path):
         self.port = free_port()
@@ -136,7 +137,7 @@ class Gunicorn:
                "FALLWERK_ENV": "development", "FALLWERK_SECURE_COOKIES": "0", "FALLWERK_INSTANCE_PATH": str(instance)}
         self.log = log.open("ab")
         self.process = subprocess.Popen(
-            [str(GUNICORN), "-w", "1", "-b", f"127.0.0.1:{self.port}", "--chdir", str(ROOT), "webapp:create_app()"],
+            [str(GUNICORN), "-w", "1", "-b", f"127.0.0.1:{self.port}", "--chdir", str(ROOT), "wsgi:app"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -341,11 +342,11 @@ def profile_posts(url: str, cases: int) -> str:
 
 def count_statements(url: str, cases: int) -> list[dict]:
     """SQL statements per form post and per following task page, through the Flask test client: each
-    statement the database receives (BEGIN and COMMIT included, and the writes engine.writes sends together,
-    which go straight to the driver), counted per request."""
+    statement the database receives (BEGIN and COMMIT included, and the reads and writes that go straight to
+    the driver: engine.direct, engine.writes), counted per request."""
     from sqlalchemy import event
 
-    from engine import writes
+    from engine import direct, writes
 
     os.environ.setdefault("FALLWERK_ENV", "development")
     from webapp import create_app
@@ -360,17 +361,21 @@ def count_statements(url: str, cases: int) -> list[dict]:
     # SQLite sends its BEGIN to the driver, psycopg sends it implicitly: counted as the transaction begins
     event.listen(engine, "begin", lambda conn: seen.append("BEGIN"))
     event.listen(engine, "commit", lambda conn: seen.append("COMMIT"))
-    send = writes._send
+    send, fetch = writes._send, direct.fetch
 
     def counted(dbapi_connection, dialect, queued):
         seen.extend(str(write.statement) for write in queued for _ in write.rows)
         return send(dbapi_connection, dialect, queued)
 
-    writes._send = counted
+    def counted_fetch(conn, statement, params):
+        seen.append(str(statement))
+        return fetch(conn, statement, params)
+
+    writes._send, direct.fetch = counted, counted_fetch
     try:
         posts, pages = _count(tasks, app.test_client(), seen)
     finally:
-        writes._send = send
+        writes._send, direct.fetch = send, fetch
     return [{"request": "form post (action=complete)", "counts": posts},
             {"request": "following task page (GET)", "counts": pages}]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,20 @@ def test_an_error_page_names_the_request_id_for_enquiries(client, web):
     login(client, "alice")
     page = client.get("/gibt-es-nicht", headers={"X-Request-ID": "req-404"}).get_data(as_text=True)
     assert 'data-testid="request-id">req-404<' in page
+
+
+def test_the_production_entry_point_logs_json_and_tunes_the_garbage_collector(tmp_path):
+    """`gunicorn wsgi:app`: the app, JSON request logs, and the collector tuned for a long-running process
+    (in a process of its own: freezing would change the test run's collector)."""
+    import subprocess
+    import sys
+
+    probe = ("import gc, logging, wsgi; "
+             "print(type(wsgi.app).__name__, gc.get_threshold(), gc.get_freeze_count() > 1000, "
+             "type(logging.getLogger().handlers[0].formatter).__name__)")
+    env = {**os.environ, "FALLWERK_ENV": "development", "FALLWERK_SECRET_KEY": "x",
+           "FALLWERK_INSTANCE_PATH": str(tmp_path), "FALLWERK_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[2], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "_App (10000, 20, 20) True JsonFormatter"
