@@ -336,8 +336,8 @@ def element_form(runtime: Runtime, definition: ProcessDefinition, element_id: st
 
 
 # --- statements of the task page and the form post, built once (building costs more than running them) ----
-#: a task with its case (and version, joined by the mapping) and its candidates (one row each), and every
-#: other task row of the same case (with neither: the case and candidates come with the task's rows only)
+#: a task with its case, version and candidates (one row each), and every other task row of the same case
+#: (with neither: the case and candidates come with the task's rows only), as columns for engine.direct
 _OTHER = aliased(Task)
 _TASK_COLUMNS = direct.loaded_columns(Task)
 _INSTANCE_COLUMNS = direct.loaded_columns(ProcessInstance)
@@ -363,10 +363,9 @@ _OPEN_TASKS_WITH_CANDIDATES = (select(Task, TaskCandidate.kind, TaskCandidate.va
                                .outerjoin(TaskCandidate, TaskCandidate.task_id == Task.id)
                                .where(Task.instance_id == bindparam("instance_id"), Task.state == "open")
                                .order_by(Task.created_at, Task.id))
-#: candidate users by name, and members of candidate groups: a unit ("rz-west") or a unit and role
-#: ("lks:coordinator"; unit ids never contain a colon)
 _CANDIDATE = aliased(TaskCandidate)
-#: a candidate group is a unit ("rz-west": all its members) or a unit and role ("rz-west:lead")
+#: the task's candidate users by name, and members of its candidate groups: a unit ("rz-west") or a unit
+#: and role ("lks:coordinator"; unit ids never contain a colon); not the excluded, the asker, the assignee
 _COLLEAGUES = (
     select(User.username, User.display_name)
     .where(User.is_active.is_(True), User.username != bindparam("me"), User.username != bindparam("assignee"),
