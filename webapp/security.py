@@ -47,11 +47,11 @@ def _headers(response):
 
 
 def _log(response):
-    from flask_login import current_user
-
     started = g.get("request_started")
     duration = round((time.perf_counter() - started) * 1000, 2) if started else None
-    user = current_user.row.username if current_user and current_user.is_authenticated else None
+    # the user as the request loaded it: a request that never asked (a static file) opens no transaction
+    loaded = g.get("_login_user")  # where Flask-Login keeps it
+    user = loaded.row.username if loaded is not None and loaded.is_authenticated else None
     log.info("%s %s %s", request.method, request.path, response.status_code, extra={
         "request_id": request_id(), "method": request.method, "path": request.path,
         "endpoint": request.endpoint, "status": response.status_code, "duration_ms": duration, "user": user,

@@ -81,6 +81,28 @@ def test_each_request_is_logged_with_structured_fields(client, web, caplog):
     assert record.endpoint == "auth.login" and isinstance(record.duration_ms, float)
 
 
+def test_the_request_log_names_the_signed_in_user_and_a_static_file_needs_no_database(client, web, caplog):
+    from sqlalchemy import event
+
+    caplog.set_level(logging.INFO, logger="webapp.request")
+    login(client, "alice")
+    client.get("/")
+    assert [r.user for r in caplog.records if r.name == "webapp.request"][-1] == "alice"
+    begun = []
+
+    def count(conn):
+        begun.append(conn)
+
+    event.listen(web.engine, "begin", count)
+    try:
+        response = client.get("/static/css/app.css")
+        response.close()
+    finally:
+        event.remove(web.engine, "begin", count)
+    assert response.status_code == 200 and begun == []  # the log did not load the user for it
+    assert [r.user for r in caplog.records if r.name == "webapp.request"][-1] is None
+
+
 def test_the_json_log_format_includes_the_extra_fields():
     import json
 
