@@ -49,6 +49,16 @@ def fetch(conn: Connection, statement: Select, params: dict) -> list[list]:
             for row in found]
 
 
+def split(row: list, *groups: list[tuple[str, Any]]) -> list[list]:
+    """A row of `fetch` cut into the (attribute, value) pairs of each group of `loaded_columns`, in order,
+    and last the values that follow them."""
+    parts, start = [], 0
+    for columns in groups:
+        parts.append([(key, value) for (key, _), value in zip(columns, row[start:start + len(columns)], strict=True)])
+        start += len(columns)
+    return [*parts, row[start:]]
+
+
 def adopt(session: Session, model, values: list[tuple[str, Any]], *, key_length: int = 1):
     """The session's object for a row read straight from the driver (`values`: (attribute, value), the
     primary key's `key_length` columns first), as an ORM query with `populate_existing` would give it: a

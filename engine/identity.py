@@ -74,8 +74,8 @@ def load_user(session: Session, user_id: int) -> User | None:
     rows = direct.fetch(session.connection(), _USER_WITH_MEMBERSHIPS, {"user_id": user_id})
     if not rows:
         return None
-    values = zip(_USER_COLUMNS, rows[0][:len(_USER_COLUMNS)], strict=True)  # then a membership's unit and role
-    user = direct.adopt(session, User, [(key, value) for (key, _), value in values])
+    user_values, _membership = direct.split(rows[0], _USER_COLUMNS)  # each row ends with a unit and role
+    user = direct.adopt(session, User, user_values)
     memberships = [direct.adopt(session, Membership, [("user_id", user.id), ("unit_id", unit), ("role", role)],
                                 key_length=3)
                    for *_, unit, role in rows if unit is not None]

@@ -366,12 +366,9 @@ class Runtime:
             found = direct.fetch(conn, _LOCK_READ[conn.dialect.name], params)
             if not found:
                 raise NotFound(f"no task {task_id}")
-            columns = iter(found[0])
-            instance_values = [(key, next(columns)) for key, _ in _INSTANCE_COLUMNS]
-            definition_values = [(key, next(columns)) for key, _ in _DEFINITION_COLUMNS]
-            task_values = [(key, next(columns)) for key, _ in _TASK_COLUMNS]
-            fact_values = [(key, next(columns)) for key, _ in _FACT_COLUMNS]
-            active, groups, candidates, open_tasks, seen_version = columns
+            instance_values, definition_values, task_values, fact_values, rest = direct.split(
+                found[0], _INSTANCE_COLUMNS, _DEFINITION_COLUMNS, _TASK_COLUMNS, _FACT_COLUMNS)
+            active, groups, candidates, open_tasks, seen_version = rest
             if seen_version == dict(instance_values)["lock_version"]:
                 break
         instance = direct.adopt(self.session, ProcessInstance, instance_values)

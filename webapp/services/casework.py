@@ -279,11 +279,8 @@ def _task_page_rows(session: Session, task_id: str) -> list[tuple]:
     read straight from the driver (the ORM's processing of these rows cost three times the query)."""
     rows, tasks, instance = [], {}, None
     for values in direct.fetch(session.connection(), _TASK_PAGE, {"task_id": task_id}):
-        found = iter(values)
-        task_values = [(key, next(found)) for key, _ in _TASK_COLUMNS]
-        instance_values = [(key, next(found)) for key, _ in _INSTANCE_COLUMNS]
-        definition_values = [(key, next(found)) for key, _ in _DEFINITION_COLUMNS]
-        kind, value = found
+        task_values, instance_values, definition_values, (kind, value) = direct.split(
+            values, _TASK_COLUMNS, _INSTANCE_COLUMNS, _DEFINITION_COLUMNS)
         task = tasks.get(task_values[0][1])
         if task is None:
             task = tasks[task_values[0][1]] = direct.adopt(session, Task, task_values)
