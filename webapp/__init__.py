@@ -20,6 +20,7 @@ from flask import Flask
 from engine import config as engine_config
 
 from .i18n import LanguageEnvironment
+from .sessions import SessionInterface
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def _settings() -> dict:
 
 class _App(Flask):
     jinja_environment = LanguageEnvironment
+    session_interface = SessionInterface()
 
 
 def create_app(test_config: dict | None = None) -> Flask:

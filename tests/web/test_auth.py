@@ -112,6 +112,57 @@ def test_the_session_cookie_is_secure_when_configured(app, alice_password):
     assert "Secure" in response.headers["Set-Cookie"]
 
 
+def _session_cookie(client) -> str:
+    return client.get_cookie("fallwerk_session").value
+
+
+def _stock_serializer(app, secret_key):
+    """Flask's own session signing, for a cookie as Flask writes it."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    app.secret_key, kept = secret_key, app.secret_key
+    try:
+        return SecureCookieSessionInterface().get_signing_serializer(app)
+    finally:
+        app.secret_key = kept
+
+
+def test_the_session_cookie_is_flasks_own_format(app, web):
+    """Our session interface only signs faster: a cookie signed by Flask opens a session, and Flask
+    reads ours (so sessions survive an update, and the signature is the documented one)."""
+    client = app.test_client()
+    login(client, "alice")
+    contents = _stock_serializer(app, app.secret_key).loads(_session_cookie(client))
+    assert contents["_user_id"] and contents["_fresh"] is True
+    fresh = app.test_client()
+    fresh.set_cookie("fallwerk_session", _stock_serializer(app, app.secret_key).dumps(contents))
+    assert fresh.get("/").status_code == 200
+
+
+def test_a_session_cookie_signed_with_another_key_opens_nothing(app, web):
+    client = app.test_client()
+    login(client, "alice")
+    contents = _stock_serializer(app, app.secret_key).loads(_session_cookie(client))
+    forged = app.test_client()
+    forged.set_cookie("fallwerk_session", _stock_serializer(app, "another-secret").dumps(contents))
+    assert forged.get("/").status_code == 302
+    tampered = app.test_client()
+    tampered.set_cookie("fallwerk_session", _session_cookie(client)[:-2] + "AA")
+    assert tampered.get("/").status_code == 302
+
+
+def test_a_replaced_secret_key_still_opens_sessions_signed_with_the_old_one(app, web):
+    client = app.test_client()
+    login(client, "alice")
+    old = app.secret_key
+    app.config.update(SECRET_KEY="the-new-secret", SECRET_KEY_FALLBACKS=[old])
+    assert client.get("/").status_code == 200
+    assert _stock_serializer(app, "the-new-secret").loads(_session_cookie(client))["_user_id"]  # re-signed
+    app.config.update(SECRET_KEY_FALLBACKS=[])
+    assert app.test_client().get("/").status_code == 302
+    assert client.get("/").status_code == 200
+
+
 @pytest.mark.parametrize(("new", "message"), [
     ("kurz", "mindestens 10 Zeichen"),
     ("alice", "mindestens 10 Zeichen"),
