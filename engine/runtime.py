@@ -47,12 +47,13 @@ from .forms import deep_merge
 from .models import CaseFact, Incident, Membership, ProcessDefinition, ProcessInstance, Task, TaskCandidate, Unit, User
 from .parser import MessageEventDefinition as ParsedMessageEventDefinition
 from .reporting import facts as reporting_facts
-from .specs import DEFAULT_CACHE, SpecCache
+from .specs import DEFAULT_CACHE, DEFAULT_RESTORED, RestoredWorkflows, SpecCache
 
 log = logging.getLogger(__name__)
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 SYSTEM = "system"
+_LENT = "fallwerk.lent_workflows"  # session.info: workflows read by views in this session (see hand_in)
 
 
 def make_script_engine():
@@ -66,6 +67,7 @@ class Runtime:
     session: Session
     clock: Clock = field(default_factory=Clock)
     specs: SpecCache = field(default_factory=lambda: DEFAULT_CACHE)
+    restored: RestoredWorkflows = field(default_factory=lambda: DEFAULT_RESTORED)
     _mirrored: dict[int, mirror.Mirrored] = field(default_factory=dict, init=False, repr=False)
 
     # --- starting ------------------------------------------------------------------------------------
@@ -334,13 +336,27 @@ class Runtime:
         return instance
 
     def _load(self, instance: ProcessInstance, state: str | None = None) -> BpmnWorkflow:
+        text = instance.state_json if state is None else state
+        workflow = self.restored.take(instance.definition.content_hash, text)
+        if workflow is not None:
+            return workflow
         loaded = self.specs.get(instance.definition)
-        return serialization.load_state(instance.state_json if state is None else state, loaded.spec,
-                                        loaded.subprocess_specs, script_engine=make_script_engine())
+        return serialization.load_state(text, loaded.spec, loaded.subprocess_specs,
+                                        script_engine=make_script_engine())
 
     def load_workflow(self, instance: ProcessInstance) -> BpmnWorkflow:
-        """Read-only access for views: the restored workflow of an instance (not locked)."""
-        return self._load(instance)
+        """Read-only access for views: the restored workflow of an instance (not locked). The caller must
+        not change it: `hand_in` offers it to the next change of the same state."""
+        workflow = self._load(instance)
+        self.session.info.setdefault(_LENT, []).append((instance.definition.content_hash, instance.state_json,
+                                                        workflow))
+        return workflow
+
+    def hand_in(self) -> None:
+        """Offer the workflows this session's views read to the next change (see `RestoredWorkflows`):
+        called by whoever owns the session, once those views are done with them."""
+        for content_hash, state, workflow in self.session.info.pop(_LENT, ()):
+            self.restored.hand_in(content_hash, state, workflow)
 
     def _task_row(self, task_id: str) -> Task:
         row = self.session.get(Task, task_id)

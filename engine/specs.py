@@ -1,4 +1,5 @@
-"""Restored specs and forms of deployed versions, cached in memory (they never change once deployed)."""
+"""Restored specs and forms of deployed versions, cached in memory (they never change once deployed), and
+restored workflows lent by read-only views until a change takes them (`RestoredWorkflows`)."""
 
 from __future__ import annotations
 
@@ -92,3 +93,36 @@ BpmnStartTask._predict_hook = _start_predict_hook
 
 
 DEFAULT_CACHE = SpecCache()
+
+
+class RestoredWorkflows:
+    """Workflows restored for reading, kept for the change that comes next.
+
+    A task page restores its case's workflow to show it, and the form post that follows restores the
+    same state again to complete the task. A workflow restored from a state text, and not changed
+    since, is what restoring that text again gives. So a view that only read a workflow hands it in
+    when its request ends (`Runtime.hand_in`), and a change whose locked row holds that very text takes
+    it instead of restoring (`Runtime._load`). Keyed by the version's content hash and the whole state
+    text, never by ids or version numbers (those repeat across databases). Taking removes the entry:
+    only one request ever changes a workflow. Per process: with several workers, the post finds the
+    page's workflow only if the same worker served both.
+    """
+
+    def __init__(self, size: int = 32):
+        self._size = size
+        self._items: OrderedDict[tuple[str, str], object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, content_hash: str, state: str):
+        with self._lock:
+            return self._items.pop((content_hash, state), None)
+
+    def hand_in(self, content_hash: str, state: str, workflow) -> None:
+        with self._lock:
+            self._items[(content_hash, state)] = workflow
+            self._items.move_to_end((content_hash, state))
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+DEFAULT_RESTORED = RestoredWorkflows()

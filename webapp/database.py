@@ -66,4 +66,6 @@ def _close(exc: BaseException | None) -> None:
     if s is not None:
         if exc is not None:
             s.rollback()
+        else:  # the page is rendered: the workflows it read may serve the next change
+            Runtime(s).hand_in()
         s.close()

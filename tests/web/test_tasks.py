@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from engine import identity
+from engine import identity, serialization
 from engine.deploy import deploy
 from engine.models import Task
 from tests import modelkit
@@ -91,6 +91,22 @@ def test_a_valid_form_completes_the_task_and_leads_to_the_next_one(client, web):
     assert "Aufgabe erledigt." in page and "Für diese Aufgabe sind keine Angaben nötig." in page
     with web.transaction() as s:
         assert s.get(Task, task_id).state == "completed"
+
+
+def test_the_form_post_completes_on_the_workflow_its_page_read(client, web, monkeypatch):
+    case, task_id = _advise(web, client)
+    restores = []
+    load_state = serialization.load_state
+    monkeypatch.setattr(serialization, "load_state", lambda *a, **k: restores.append(1) or load_state(*a, **k))
+    assert client.get(f"/tasks/{task_id}").status_code == 200
+    assert len(restores) == 1
+    response = client.post(f"/tasks/{task_id}", data={"action": "complete", "sessions": "3", "advice_notes": NOTES})
+    assert response.status_code == 303 and len(restores) == 1  # the post restored nothing
+    assert "Aufgabe erledigt." in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert len(restores) == 2
+    with web.transaction() as s:
+        assert s.get(Task, task_id).state == "completed"
+    assert open_task(web, case.id, "close") is not None
 
 
 def test_the_last_task_leads_back_to_the_inbox(client, web):
