@@ -2,7 +2,10 @@
 # Both set everything up first (virtualenv, Python packages, JavaScript packages and bundle, Chromium
 # for the browser tests) and are safe to run again.
 
-PYTHON ?= python3
+# The distribution's CPython where it can make a virtualenv: Debian builds it with profile-guided and
+# link-time optimisation, and it runs Fallwerk 15-20 % faster than a default pyenv build (docs/operations.md).
+PYTHON ?= $(shell /usr/bin/python3 -c 'import ensurepip, sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
+	&& echo /usr/bin/python3 || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
