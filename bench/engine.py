@@ -399,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     admin = postgres_admin_url(args.pg_url)
     pg_note = "" if admin else f"PostgreSQL skipped: set {PG_ENV} or pass --pg-url"
-    print(f"# Fallwerk engine benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {sys.version.split()[0]})\n")
+    print(f"# Fallwerk engine benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+          f"Python {sys.version.split()[0]} at {os.path.realpath(sys.executable)})\n")
 
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_completion:

@@ -424,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     admin = postgres_admin_url(args.pg_url)
     pg_note = "" if admin else f"\nPostgreSQL skipped: set {PG_ENV} or pass --pg-url"
-    print(f"# Fallwerk web benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {sys.version.split()[0]}, "
-          f"gunicorn -w 1, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})\n")
+    print(f"# Fallwerk web benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {sys.version.split()[0]} at "
+          f"{os.path.realpath(sys.executable)}, gunicorn -w 1, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})\n")
 
     with tempfile.TemporaryDirectory(prefix="fallwerk-bench-web-") as directory:
         tmp = Path(directory)
