@@ -69,6 +69,8 @@ def _local(value: datetime) -> datetime:
 
 
 def fmt_number(value) -> str:
+    if type(value) is int and 0 <= value < 1000:  # as Babel writes them in both languages (an inbox has dozens)
+        return str(value)
     return "" if value is None else format_decimal(value)
 
 

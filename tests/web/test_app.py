@@ -172,7 +172,7 @@ def test_literal_translations_in_templates_read_as_the_i18n_extension_gives_them
 
 
 def test_numbers_are_formatted_for_the_language(app):
-    from flask_babel import force_locale
+    from flask_babel import force_locale, format_decimal
 
     from webapp.i18n import fmt_number
 
@@ -180,6 +180,10 @@ def test_numbers_are_formatted_for_the_language(app):
         assert fmt_number(1234.5) == "1.234,5"
         with force_locale("en"):
             assert fmt_number(1234.5) == "1,234.5"
+        for language in ("de", "en"):
+            with force_locale(language):
+                for number in [*range(-20, 1100), 12345, 2.5, None]:
+                    assert fmt_number(number) == ("" if number is None else format_decimal(number)), number
 
 
 def test_dates_read_as_babel_writes_them_in_german_time_across_summer_time(app):
