@@ -387,8 +387,7 @@ class Runtime:
             active, groups, candidates, open_tasks, seen_version = rest
             if seen_version == dict(instance_values)["lock_version"]:
                 break
-        instance = direct.adopt(self.session, ProcessInstance, instance_values)
-        set_committed_value(instance, "definition", direct.adopt(self.session, ProcessDefinition, definition_values))
+        instance = adopt_case(self.session, instance_values, definition_values)
         row = direct.adopt(self.session, Task, task_values)
         if row.state != "open" or instance.status != "running":
             raise StaleTask(_stale_message(row), element_id=row.element_id)
@@ -602,6 +601,14 @@ def _access_columns(aggregate, separator, task_id) -> tuple:
 
 
 _ACCESS = select(*_access_columns(func.aggregate_strings, _SEPARATOR, bindparam("task_id")))
+
+
+def adopt_case(session: Session, instance_values: list, definition_values: list) -> ProcessInstance:
+    """An instance's row and its version's row, read straight from the driver (`engine.direct`), as the
+    session's objects, the version loaded as the instance's `definition`."""
+    instance = direct.adopt(session, ProcessInstance, instance_values)
+    set_committed_value(instance, "definition", direct.adopt(session, ProcessDefinition, definition_values))
+    return instance
 
 
 _INSTANCE_COLUMNS = direct.loaded_columns(ProcessInstance)

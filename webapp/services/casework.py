@@ -15,7 +15,6 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.task import TaskState
 from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session, aliased, defer
-from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import direct, policy
 from engine.forms import DisplayValue, FormDefinition
@@ -30,7 +29,7 @@ from engine.models import (
     TaskCandidate,
     User,
 )
-from engine.runtime import Runtime, task_form
+from engine.runtime import Runtime, adopt_case, task_form
 from engine.specs import LoadedDefinition
 
 ESCALATION_MESSAGE = "escalation_requested"
@@ -285,8 +284,7 @@ def _task_page_rows(session: Session, task_id: str) -> list[tuple]:
         if task is None:
             task = tasks[task_values[0][1]] = direct.adopt(session, Task, task_values)
         if instance is None and instance_values[0][1] is not None:  # on the rows of the page's task
-            instance = direct.adopt(session, ProcessInstance, instance_values)
-            set_committed_value(instance, "definition", direct.adopt(session, ProcessDefinition, definition_values))
+            instance = adopt_case(session, instance_values, definition_values)
         rows.append((task, instance if task.id == task_id else None, kind, value))
     return rows
 
