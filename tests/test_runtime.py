@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from sqlalchemy import delete, event, select, text
@@ -370,3 +371,15 @@ def test_camunda_forms_referenced_by_form_key_are_deployed_and_enforced(org):
         identity.add_user(s, "demo", now=org.clock.now())
     with pytest.raises(ValidationFailed):
         _complete(org, task.id, "demo", approved="maybe", undeclared=True)
+
+
+def test_running_a_case_logs_no_case_data_whatever_the_log_level(org, caplog):
+    """SpiffWorkflow would log each state change with the task's data; logs must never hold case data."""
+    caplog.set_level(logging.DEBUG)  # the root logger and pytest's handler take everything
+    _deploy(org, chain=modelkit.chain(n=2))
+    iid = _start(org, "chain", client_name="Erika Mustermann")
+    (task,) = _open(org, iid)
+    _complete(org, task.id, "alice", notes="vertrauliche Angabe")
+    logged = [json.dumps(vars(r), default=str) + r.getMessage() for r in caplog.records]
+    assert not [line for line in logged if "Mustermann" in line or "vertrauliche" in line]
+    assert not [r for r in caplog.records if r.name.startswith("spiff") and r.levelno < logging.WARNING]
