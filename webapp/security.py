@@ -68,19 +68,25 @@ def init_app(app: Flask) -> None:
 class JsonFormatter(logging.Formatter):
     """One JSON object a line, with the `extra=` fields of the record."""
 
-    _standard = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+    _standard = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+    _encoder = json.JSONEncoder(ensure_ascii=False, default=str)  # json.dumps builds one per call
 
     def format(self, record: logging.LogRecord) -> str:
         payload = {"at": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
                    "logger": record.name, "message": record.getMessage()}
-        payload.update({k: v for k, v in vars(record).items() if k not in self._standard})
+        standard = self._standard
+        payload.update({k: v for k, v in vars(record).items() if k not in standard})
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, ensure_ascii=False, default=str)
+        return self._encoder.encode(payload)
 
 
 def configure_logging(level: str = "INFO") -> None:
     """For the processes that serve the app (dev server, gunicorn): JSON lines on stderr."""
+    # What no line shows is not gathered either: the caller's file and line (found by walking the stack
+    # for every record), the thread and the process (the logging HOWTO's "Optimization")
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
