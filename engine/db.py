@@ -18,7 +18,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import config, writes
+from . import checkpoints, config, writes
 from .errors import Conflict
 
 NAMING = {
@@ -60,7 +60,9 @@ intpk = Annotated[int, mapped_column(primary_key=True, autoincrement=True)]
 text = Annotated[str, mapped_column(Text)]
 
 
-def make_engine(url: str | None = None, **kwargs) -> Engine:
+def make_engine(url: str | None = None, *, background_checkpoints: bool = False, **kwargs) -> Engine:
+    """`background_checkpoints`: on a SQLite file, checkpoint its WAL in a thread rather than in the
+    commits (see `engine.checkpoints`), for a process that serves requests."""
     url = url or config.database_url()
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30})
@@ -85,6 +87,10 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
             except sqlite3.Error as error:  # as SQLAlchemy raises it ("database is locked" after the timeout)
                 raise exc.DBAPIError.instance("BEGIN IMMEDIATE", None, error, sqlite3.Error,
                                               dialect=conn.dialect) from error
+
+        path = engine.url.database
+        if background_checkpoints and path and path != ":memory:" and "mode=memory" not in str(engine.url):
+            checkpoints.install(engine, path)
 
     else:
         engine = create_engine(url, **kwargs)

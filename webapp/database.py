@@ -16,7 +16,8 @@ from engine.runtime import Runtime
 
 
 def init_app(app: Flask) -> None:
-    engine = app.config.get("FALLWERK_ENGINE") or make_engine(app.config["DATABASE_URL"])
+    engine = app.config.get("FALLWERK_ENGINE") or make_engine(app.config["DATABASE_URL"],
+                                                                 background_checkpoints=True)
     app.extensions["fallwerk.engine"] = engine
     app.extensions["fallwerk.sessions"] = make_session_factory(engine)
     app.extensions["fallwerk.clock"] = app.config.get("FALLWERK_CLOCK") or Clock()
