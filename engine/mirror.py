@@ -24,6 +24,7 @@ from sqlalchemy.orm.util import identity_key
 
 from . import audit, writes
 from .models import ProcessInstance, Task, TaskCandidate, Timer
+from .workflow_tasks import tasks_in
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def task_kind(task_spec) -> str:
 
 
 def waiting_human_tasks(workflow) -> list:
-    return workflow.get_tasks(state=TaskState.READY, manual=True)
+    return tasks_in(workflow, TaskState.READY, manual=True)
 
 
 @dataclass
@@ -286,7 +287,7 @@ def _cycles_between(workflow, row: Timer) -> list[datetime]:
 def waiting_timers(workflow) -> dict[str, tuple[datetime, str]]:
     """{task id: (due instant, timer element id)} of every timer the workflow waits for."""
     waiting = {}
-    for task in workflow.get_tasks(state=TaskState.WAITING):
+    for task in tasks_in(workflow, TaskState.WAITING):
         found = waiting_timer(task)
         if found is not None:
             waiting[str(task.id)] = found

@@ -48,6 +48,7 @@ from .models import CaseFact, Incident, Membership, ProcessDefinition, ProcessIn
 from .parser import MessageEventDefinition as ParsedMessageEventDefinition
 from .reporting import facts as reporting_facts
 from .specs import DEFAULT_CACHE, DEFAULT_RESTORED, RestoredWorkflows, SpecCache
+from .workflow_tasks import tasks_in
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +402,7 @@ class Runtime:
         # A boundary timer that fell due withdraws the task: find out before accepting a completion.
         with engine_time(self.clock):
             workflow.refresh_timers()
-        if not workflow.get_tasks(state=TaskState.READY, manual=False):
+        if not tasks_in(workflow, TaskState.READY, manual=False):
             probe = workflow
         else:
             probe = self._load(instance)  # keep `workflow` clean: the worker records what fired
@@ -526,7 +527,7 @@ class Runtime:
             audit.record(self.session, at=now, actor=SYSTEM, action="end", instance_id=instance.id)
         unit = instance_data(workflow).get("responsible_unit")
         values["responsible_unit"] = unit if isinstance(unit, str) else instance.responsible_unit
-        active = [t.task_spec.bpmn_id for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING
+        active = [t.task_spec.bpmn_id for t in tasks_in(workflow, TaskState.READY | TaskState.WAITING
                                                                   | TaskState.STARTED) if t.task_spec.bpmn_id]
         values["active_elements"] = ",".join(sorted(set(active)))[:4000]
         values["lock_version"] = instance.lock_version + 1

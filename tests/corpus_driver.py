@@ -35,6 +35,7 @@ from engine.errors import ModelError
 from engine.migrate import upgrade
 from engine.models import Incident, ProcessInstance, Task, TaskCandidate, Timer
 from engine.runtime import Runtime, completed_elements, task_form
+from engine.workflow_tasks import tasks_in
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 DRIVER = "driver"  # the user who starts instances and works on tasks nobody else is named for
@@ -179,8 +180,25 @@ def read_sources(case: Case) -> dict[str, bytes]:
 
 def dump_matches(session, rt: Runtime, instance: ProcessInstance) -> bool:
     workflow = rt.load_workflow(instance)
+    assert_tasks_in_agrees(workflow)
     dumped = serialization.dump_state(workflow)
     return dumped == reference_dump(workflow) and json.loads(dumped) == json.loads(instance.state_json)
+
+
+#: the states `tasks_in` is asked about, and then some
+STATE_MASKS = (TaskState.READY, TaskState.WAITING, TaskState.STARTED, TaskState.FUTURE,
+               TaskState.READY | TaskState.WAITING | TaskState.STARTED, TaskState.WAITING | TaskState.READY,
+               TaskState.NOT_FINISHED_MASK, TaskState.ANY_MASK, TaskState.LIKELY | TaskState.COMPLETED)
+
+
+def assert_tasks_in_agrees(workflow) -> None:
+    """`engine.workflow_tasks.tasks_in` finds the tasks SpiffWorkflow's tree walk finds."""
+    for state in STATE_MASKS:
+        for manual in (None, True, False):
+            walked = workflow.get_tasks(state=state, manual=manual)
+            found = tasks_in(workflow, state, manual=manual)
+            assert len(found) == len(set(found)) and set(found) == set(walked), \
+                (TaskState.get_name(state), manual, sorted(t.task_spec.name for t in set(found) ^ set(walked)))
 
 
 def reference_dump(workflow) -> str:
@@ -316,6 +334,7 @@ def _waiting_messages(workflow) -> set[str]:
 
 def _finish(run: Run, session, rt: Runtime, instance: ProcessInstance) -> None:
     workflow = rt.load_workflow(instance)
+    assert_tasks_in_agrees(workflow)
     run.completed = completed_elements(workflow)
     ends = [t for t in workflow.get_tasks(state=TaskState.COMPLETED) if isinstance(t.task_spec, EndEvent)]
     run.end_events = list(dict.fromkeys(t.task_spec.bpmn_id for t in

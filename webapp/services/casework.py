@@ -31,6 +31,7 @@ from engine.models import (
 )
 from engine.runtime import Runtime, adopt_case, task_form
 from engine.specs import LoadedDefinition
+from engine.workflow_tasks import tasks_in
 
 ESCALATION_MESSAGE = "escalation_requested"
 _memo = Memo(2048)
@@ -162,7 +163,7 @@ def waits_for_message(workflow, name: str) -> bool:
         definition = getattr(task_spec, "event_definition", None)
         return isinstance(definition, MessageEventDefinition) and definition.name == name
 
-    if any(catches(t.task_spec) for t in workflow.get_tasks(state=TaskState.WAITING | TaskState.READY)):
+    if any(catches(t.task_spec) for t in tasks_in(workflow, TaskState.WAITING | TaskState.READY)):
         return True
     if workflow.is_completed():
         return False
