@@ -262,3 +262,11 @@ def test_the_production_entry_point_logs_json_and_tunes_the_garbage_collector(tm
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[0] == "_App (10000, 20, 20) True JsonFormatter"
+
+
+def test_page_links_follow_the_script_root_the_app_is_served_under(client, web):
+    login(client, "alice")
+    for root in ("", "/fallwerk", "/anderswo"):
+        page = client.get("/", base_url=f"http://localhost{root}").get_data(as_text=True)
+        assert f'href="{root}/static/css/app.css"' in page and f'href="{root}/account"' in page
+        assert f'action="{root}/logout"' in page
