@@ -6,7 +6,7 @@ import contextlib
 import functools
 from datetime import timedelta
 
-from flask import Flask, abort
+from flask import Flask, abort, g
 from flask_babel import lazy_gettext
 from flask_login import UserMixin, current_user, login_required
 from sqlalchemy import select
@@ -49,7 +49,8 @@ def _load(user_id: str):
 
 
 def me() -> User | None:
-    user = current_user._get_current_object()  # one lookup through the proxy (a page asks dozens of times)
+    # where Flask-Login keeps the request's user once loaded (a page asks dozens of times)
+    user = g.get("_login_user") or current_user._get_current_object()
     return user.row if user is not None and user.is_authenticated else None
 
 
