@@ -6,13 +6,15 @@ from __future__ import annotations
 import functools
 
 from babel import support
-from flask_babel import get_locale, get_translations
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import HiddenField, PasswordField, RadioField, StringField, TextAreaField
 from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+
+from .i18n import translations
 
 MIN_PASSWORD = 10
 
@@ -41,11 +43,12 @@ class AppForm(FlaskForm):
 
 class ProcessForm(FlaskForm):
     """Base of the forms the engine builds from form definitions (`casework.wtforms_class`): their texts
-    that come from the engine (the blank choice) are translated with the app's catalogue."""
+    that come from the engine (the blank choice) are translated with the app's catalogue (the request's,
+    as `i18n.translations` keeps it)."""
 
     class Meta(FlaskForm.Meta):
         def get_translations(self, form):
-            return get_translations()
+            return translations()
 
 
 class LoginForm(AppForm):
