@@ -33,8 +33,9 @@ class BackgroundCheckpoints:
 
     def __init__(self, path: str, *, interval: float = 1.0):
         self.path, self.interval = path, interval
-        self.commits = 0  # since the last checkpoint
+        self.commits = 0  # only ever counted up, by the committing threads
         self.checkpoints = 0  # done by the thread, with frames to copy
+        self._seen = 0  # commits when the thread last looked
         self._pid: int | None = None
         self._stop = threading.Event()
 
@@ -50,9 +51,9 @@ class BackgroundCheckpoints:
         self._stop.set()
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
-        if not self.commits:
+        if self.commits == self._seen:
             return
-        self.commits = 0
+        self._seen = self.commits
         _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames > 0:
             self.checkpoints += 1
