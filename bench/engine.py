@@ -24,6 +24,7 @@ import argparse
 import cProfile
 import gc
 import io
+import json
 import os
 import pstats
 import random
@@ -56,6 +57,21 @@ USER = "bench"
 
 
 # --- helpers -----------------------------------------------------------------------------------------
+def reference_loop_ms() -> float:
+    """This machine's speed at the moment: a fixed pure-Python workload (JSON and a sort), best of five.
+    On one two-CPU virtual machine it took from 103 to 189 ms within minutes; compare the figures of two
+    runs only where their reference figures are close."""
+    document = {"a": [1, 2, 3, {"b": "x" * 20}] * 50}
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(2000):
+            json.loads(json.dumps(document))
+            sorted(range(200), key=lambda x: -x)
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -403,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     admin = postgres_admin_url(args.pg_url)
     pg_note = "" if admin else f"PostgreSQL skipped: set {PG_ENV} or pass --pg-url"
     print(f"# Fallwerk engine benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-          f"Python {sys.version.split()[0]} at {os.path.realpath(sys.executable)})\n")
+          f"Python {sys.version.split()[0]} at {os.path.realpath(sys.executable)}, "
+          f"reference loop {reference_loop_ms():.0f} ms)\n")
 
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_completion:

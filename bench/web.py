@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import select, update  # noqa: E402
 
 from bench import engine as bench_engine  # noqa: E402
-from bench.engine import analyze, fresh_sqlite, pct, populate_inbox  # noqa: E402
+from bench.engine import analyze, fresh_sqlite, pct, populate_inbox, reference_loop_ms  # noqa: E402
 from engine import db as dbmod  # noqa: E402
 from engine import identity  # noqa: E402
 from engine.clock import Clock  # noqa: E402
@@ -457,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     admin = postgres_admin_url(args.pg_url)
     pg_note = "" if admin else f"\nPostgreSQL skipped: set {PG_ENV} or pass --pg-url"
     print(f"# Fallwerk web benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {sys.version.split()[0]} at "
-          f"{os.path.realpath(sys.executable)}, gunicorn -w 1, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})\n")
+          f"{os.path.realpath(sys.executable)}, gunicorn -w 1, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
+          f"reference loop {reference_loop_ms():.0f} ms)\n")
 
     with tempfile.TemporaryDirectory(prefix="fallwerk-bench-web-") as directory:
         tmp = Path(directory)
