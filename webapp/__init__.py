@@ -51,6 +51,17 @@ class _App(Flask):
     jinja_environment = LanguageEnvironment
     session_interface = SessionInterface()
 
+    def ensure_sync(self, func):
+        """Flask asks of every request hook and view, at every request, whether it is a coroutine function
+        (a dozen inspections a request): the app has none, so plain functions are looked up once."""
+        synced = self.__dict__.setdefault("_synced", {})
+        found = synced.get(func)
+        if found is None:
+            found = super().ensure_sync(func)
+            if found is func:
+                synced[func] = func
+        return found
+
 
 def create_app(test_config: dict | None = None) -> Flask:
     app = _App(__name__, instance_path=str(engine_config.instance_path()))
