@@ -9,6 +9,7 @@ database transaction (webapp.database).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -51,15 +52,18 @@ class _App(Flask):
     jinja_environment = LanguageEnvironment
     session_interface = SessionInterface()
 
+    @functools.cached_property
+    def _synced(self) -> dict:
+        return {}
+
     def ensure_sync(self, func):
         """Flask asks of every request hook and view, at every request, whether it is a coroutine function
         (a dozen inspections a request): the app has none, so plain functions are looked up once."""
-        synced = self.__dict__.setdefault("_synced", {})
-        found = synced.get(func)
+        found = self._synced.get(func)
         if found is None:
             found = super().ensure_sync(func)
             if found is func:
-                synced[func] = func
+                self._synced[func] = func
         return found
 
 

@@ -74,8 +74,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload = {"at": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
                    "logger": record.name, "message": record.getMessage()}
-        standard = self._standard
-        payload.update({k: v for k, v in vars(record).items() if k not in standard})
+        payload.update({k: v for k, v in vars(record).items() if k not in self._standard})
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return self._encoder.encode(payload)
