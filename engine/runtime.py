@@ -107,6 +107,7 @@ class Runtime:
         form = task_form(start, loaded.forms) if start is not None else None
         if form is not None:
             data = form.validate(data)
+            _check_reserved(data)
         else:
             _check_keys(data)
         # `initiator` is who really started it: data cannot name someone else (tasks are assigned by it)
@@ -311,7 +312,9 @@ class Runtime:
         # from the case's data would send it (Camunda forms work that way)
         kept = {key: value for key, value in form.initial_values(spiff_task.data).items()
                 if key.split(".")[0] not in data and key not in data and _has_path(spiff_task.data, key)}
-        return form.validate({**kept, **data}, partial=partial, context=spiff_task.data)
+        data = form.validate({**kept, **data}, partial=partial, context=spiff_task.data)
+        _check_reserved(data)
+        return data
 
     # --- internals -----------------------------------------------------------------------------------
     def _definition(self, key: str, version: int | None) -> ProcessDefinition:
@@ -824,6 +827,15 @@ def _check_keys(data: dict) -> None:
     bad = [k for k in data if not isinstance(k, str) or not _KEY.match(k)]
     if bad:
         raise ValidationFailed("invalid data keys", errors={str(k): ["not a valid variable name"] for k in bad})
+    _check_reserved(data)
+
+
+def _check_reserved(data: dict) -> None:
+    """No mapping in the data may have the key the stored state marks typed values with."""
+    reserved = serialization.reserved_key_paths(data)
+    if reserved:
+        raise ValidationFailed("reserved data key", errors={path: [
+            f"'{serialization.RESERVED_KEY}' is reserved for the engine's stored values"] for path in reserved})
 
 
 def _split(value: str | list | None) -> list[str]:

@@ -20,6 +20,8 @@ from uuid import UUID
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import SimpleTaskConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.helpers.dictionary import _JSON_PRIMITIVE_TYPES
+from SpiffWorkflow.bpmn.serializer.helpers.registry import DefaultRegistry
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS as SPIFF_MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_VERSION
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
@@ -57,11 +59,57 @@ class _TaskConverter(SimpleTaskConverter):
         return task
 
 
+#: SpiffWorkflow marks a stored value of a non-JSON type as a mapping with this key (`{"typename":
+#: "datetime", "value": ...}`): a mapping of case data with the same key would be taken for one
+RESERVED_KEY = "typename"
+
+
+def reserved_key_paths(value, path: str = "") -> list[str]:
+    """Where in `value` (case data) a mapping has the key RESERVED_KEY: dotted paths."""
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key == RESERVED_KEY:
+                found.append(where)
+            found += reserved_key_paths(item, where)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found += reserved_key_paths(item, f"{path}[{index}]")
+    return found
+
+
+class _Registry(DefaultRegistry):
+    def restore(self, val, **kwargs):
+        """`DictionaryConverter.restore` (SpiffWorkflow 3.2.0), except that a mapping whose `typename` names
+        no registered type is restored as data: SpiffWorkflow called None on it, and the case could never
+        be restored again. Case data cannot carry the key (`reserved_key_paths`), but a script can."""
+        val_type = type(val)
+        if val_type in _JSON_PRIMITIVE_TYPES:
+            return val
+        if isinstance(val, dict):
+            from_dict = self.convert_from_dict.get(val[RESERVED_KEY]) if RESERVED_KEY in val else None
+            if from_dict is not None:
+                dct = dict(val)
+                del dct[RESERVED_KEY]
+                return from_dict(dct, **kwargs)
+            return {k: self.restore(v, **kwargs) for k, v in val.items()}
+        if val_type is list:
+            return [self.restore(item, **kwargs) for item in val]
+        if val_type is tuple:
+            return tuple(self.restore(item, **kwargs) for item in val)
+        if val_type is set:
+            return {self.restore(item, **kwargs) for item in val}
+        if isinstance(val, list | tuple | set):
+            return val.__class__([self.restore(item, **kwargs) for item in val])
+        return val
+
+
 def _build_serializer() -> BpmnWorkflowSerializer:
     config = dict(CAMUNDA_CONFIG)
     config[SpiffTask] = _TaskConverter
     config[MessageEventDefinition] = MessageEventDefinitionConverter
-    registry = BpmnWorkflowSerializer.configure(config)
+    registry = BpmnWorkflowSerializer.configure(config, registry=_Registry())
     registry.register(
         date, lambda v: {"value": v.isoformat()}, lambda v: date.fromisoformat(v["value"]), typename="date"
     )

@@ -6,7 +6,8 @@ import json
 import logging
 
 import pytest
-from sqlalchemy import delete, event, select, text
+from SpiffWorkflow.task import TaskState
+from sqlalchemy import delete, event, func, select, text
 
 from engine import identity, serialization
 from engine.deploy import deploy
@@ -383,3 +384,46 @@ def test_running_a_case_logs_no_case_data_whatever_the_log_level(org, caplog):
     logged = [json.dumps(vars(r), default=str) + r.getMessage() for r in caplog.records]
     assert not [line for line in logged if "Mustermann" in line or "vertrauliche" in line]
     assert not [r for r in caplog.records if r.name.startswith("spiff") and r.levelno < logging.WARNING]
+
+
+def test_data_with_the_stored_states_type_marker_is_refused_wherever_it_comes_in(org):
+    """SpiffWorkflow marks typed values in the stored state with a "typename" key: case data with that key
+    made the case impossible to restore. Start data, task data, message payloads and set data are refused,
+    at any depth, and nothing is stored."""
+    _deploy(org, chain=modelkit.chain(n=2), waiter=modelkit.message_wait())
+    with org.transaction() as s:
+        before = s.scalar(select(func.count()).select_from(ProcessInstance))
+    with pytest.raises(ValidationFailed) as refused:
+        _start(org, "chain", typename="Beratung")
+    assert refused.value.errors == {"typename": ["'typename' is reserved for the engine's stored values"]}
+    with org.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == before
+    iid = _start(org, "chain")
+    (task,) = _open(org, iid)
+    with pytest.raises(ValidationFailed) as refused:
+        _complete(org, task.id, "alice", people=[{"name": "A", "typename": "x"}])
+    assert list(refused.value.errors) == ["people[0].typename"]
+    with pytest.raises(ValidationFailed), org.transaction() as s:
+        org.runtime(s).set_data(iid, {"note": {"typename": "datetime", "value": "2026-01-01"}}, user="lena")
+    waiting = _start(org, "waiter")
+    with pytest.raises(ValidationFailed), org.transaction() as s:
+        org.runtime(s).send_message(waiting, "go", user="alice", payload={"typename": "x"})
+    (still,) = _open(org, iid)
+    assert still.id == task.id
+    _complete(org, task.id, "alice", note="weiter")  # the case goes on
+    _reload_equal(org, iid)
+
+
+def test_a_script_made_mapping_with_an_unknown_type_marker_restores_as_data(org):
+    """Scripts are not checked like input: a mapping they make with a "typename" that names no stored type
+    comes back as the data it was (SpiffWorkflow called None on it, and the case could not be restored)."""
+    _deploy(org, chain=modelkit.chain(n=2))
+    iid = _start(org, "chain")
+    with org.transaction() as s:
+        instance = s.get(ProcessInstance, iid)
+        workflow = org.runtime(s).load_workflow(instance)
+        workflow.get_tasks(state=TaskState.READY)[0].data["art"] = {"typename": "Beratung", "n": [1, {"typename": 2}]}
+        restored = serialization.load_state(serialization.dump_state(workflow), workflow.spec,
+                                            workflow.subprocess_specs)
+    assert restored.get_tasks(state=TaskState.READY)[0].data["art"] == {"typename": "Beratung",
+                                                                          "n": [1, {"typename": 2}]}

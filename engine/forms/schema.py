@@ -19,6 +19,7 @@ from engine.errors import ModelError
 from engine.forms import values
 from engine.forms.feel import FeelError, FeelExpression, compile_feel
 from engine.forms.model import Constraints, FormDefinition, FormField, LayoutItem, Option
+from engine.serialization import RESERVED_KEY
 
 __all__ = ["check_form", "finding", "load_form", "parse_form"]
 
@@ -33,6 +34,7 @@ VALIDATE_KEYS = frozenset(
     {"required", "minLength", "maxLength", "min", "max", "pattern", "validationType", "customValidation"}
 )
 _SEGMENT = re.compile(r"[^\W\d]\w*")
+RESERVED_MESSAGE = f"'{RESERVED_KEY}' is reserved for the engine's stored values; choose another name"
 
 
 def finding(file: str, element_id: str, severity: str, message: str):
@@ -133,6 +135,9 @@ class _Reader:
             if not isinstance(path, str) or not all(_SEGMENT.fullmatch(s) for s in segments):
                 self.add(element_id, "error", f"group path {path!r} is not a dotted variable name")
                 segments = ()
+            elif RESERVED_KEY in segments:
+                self.add(element_id, "error", f"group path {path!r}: {RESERVED_MESSAGE}")
+                segments = ()
             prefix = (*prefix, *segments)
         children = self.components(
             component.get("components", []), prefix=prefix, hide=conditions, personal=personal,
@@ -150,6 +155,9 @@ class _Reader:
         segments = key.split(".")
         if not all(_SEGMENT.fullmatch(s) for s in segments):
             self.add(element_id, "error", f"key {key!r} is not a (dotted) variable name")
+            return None
+        if RESERVED_KEY in segments:
+            self.add(element_id, "error", f"key {key!r}: {RESERVED_MESSAGE}")
             return None
         full = ".".join((*prefix, *segments))
         if full in self.keys:
