@@ -31,6 +31,7 @@ from SpiffWorkflow.task import Task as SpiffTask
 from SpiffWorkflow.task import TaskState
 
 from .clock import _ClockedDatetime
+from .errors import ModelError
 from .parser import MessageEventDefinition
 
 #: our envelope's version; bump it and add a step to _MIGRATIONS when the stored shape changes
@@ -161,7 +162,11 @@ def spec_from_json(text: str):
 
 def dump_state(workflow: BpmnWorkflow) -> str:
     """The instance state without its spec, as JSON text: what `BpmnWorkflowConverter.to_dict` makes,
-    in its key order, but without converting the spec (a third of the work) only to drop it."""
+    in its key order, but without converting the spec (a third of the work) only to drop it.
+
+    A task whose data has the variable RESERVED_KEY (which a script or a decision can set; input is
+    checked before) is a ModelError: stored, the task's whole data would be taken for a typed value."""
+    _refuse_reserved_variable(workflow)
     owner = _WORKFLOW_CONVERTER
     with _EncoderMode():
         dct = WorkflowConverter.to_dict(owner, workflow)
@@ -171,6 +176,16 @@ def dump_state(workflow: BpmnWorkflow) -> str:
     dct["fallwerk_state_version"] = STATE_VERSION
     dct[SERIALIZER.VERSION_KEY] = SPIFF_VERSION
     return _dumps(dct)
+
+
+def _refuse_reserved_variable(workflow: BpmnWorkflow) -> None:
+    marked = [task for part in (workflow, *workflow.subprocesses.values()) for task in part.tasks.values()
+              if RESERVED_KEY in task.data]
+    if marked:
+        first = min(marked, key=lambda task: task.last_state_change)
+        raise ModelError(f"the variable '{RESERVED_KEY}' is reserved for the engine's stored values; the model "
+                         "set it (rename it in the script or decision)",
+                         element_id=first.task_spec.bpmn_id or first.task_spec.name)
 
 
 def load_state(text: str, spec, subprocess_specs: dict, script_engine=None) -> BpmnWorkflow:

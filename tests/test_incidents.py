@@ -197,3 +197,18 @@ def test_correcting_data_is_refused_for_bad_keys_ended_instances_and_empty_chang
         org.runtime(s).cancel(iid, user="lena")
     with pytest.raises(StaleTask), org.transaction() as s:
         org.runtime(s).set_data(iid, {"count": 2}, user="lena")
+
+
+def test_a_script_that_sets_the_reserved_variable_typename_is_an_incident_and_loses_nothing(org):
+    """Stored, a task whose data has the variable "typename" would be taken for a typed value, and the case
+    could not be restored: the save refuses it, and the case keeps its last good state."""
+    wk.deploy_models(org, marker=modelkit.with_script("marker", 'typename = "datetime"'))
+    iid = wk.start(org, "marker")
+    (task,) = wk.open_tasks(org, iid)
+    with org.transaction() as s:
+        org.runtime(s).complete(task.id, user="alice", data={})
+    (incident,) = _incidents(org, iid)
+    assert incident.element_id == "script" and "'typename' is reserved" in incident.message
+    assert "typename" not in _data(org, iid)  # restored from the last good state
+    with org.transaction() as s:
+        assert s.get(ProcessInstance, iid).active_elements == "script"
