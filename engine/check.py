@@ -25,6 +25,7 @@ from engine.parser import (
     assign_generated_ids,
     local_name,
 )
+from engine.serialization import RESERVED_KEY
 
 __all__ = ["CheckResult", "Finding", "KnownNames", "ParsedProcess", "check_files", "check_sources"]
 
@@ -215,6 +216,13 @@ def check_sources(sources: dict[str, bytes], *, known: KnownNames | None = None)
                 parser_.parse()
             except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
                 add_finding(_exception_finding(exc, name, decision_id))
+                continue
+            for table in parser_.decision.decisionTables:
+                for output in table.outputs:
+                    if RESERVED_KEY in (output.name or "").split("."):
+                        add(name, output.id or decision_id, "error",
+                            f"output name {output.name!r}: '{RESERVED_KEY}' is reserved for the engine's "
+                            "stored values; choose another name")
 
     result = CheckResult(findings)
     for pid, name in top_level:

@@ -49,6 +49,8 @@ FORBIDDEN_NAMES = frozenset(
         "staticmethod", "property", "memoryview", "bytearray", "iter", "id", "issubclass",
         "importlib", "sys", "os", "subprocess", "builtins", "exit", "quit", "copyright", "credits",
         "license", "BaseException", "SystemExit", "KeyboardInterrupt", "GeneratorExit",
+        # the key the stored case state marks typed values with (engine.serialization.RESERVED_KEY)
+        "typename",
     }
 )
 

@@ -83,8 +83,9 @@ def reserved_key_paths(value, path: str = "") -> list[str]:
 class _Registry(DefaultRegistry):
     def restore(self, val, **kwargs):
         """`DictionaryConverter.restore` (SpiffWorkflow 3.2.0), except that a mapping whose `typename` names
-        no registered type is restored as data: SpiffWorkflow called None on it, and the case could never
-        be restored again. Case data cannot carry the key (`reserved_key_paths`), but a script can."""
+        no registered type, or that the type's converter cannot read, is restored as data: SpiffWorkflow
+        failed on it, and the case could never be restored again. Case data cannot carry the key
+        (`reserved_key_paths`), and scripts cannot name it, but a script's dict literal can hold it."""
         val_type = type(val)
         if val_type in _JSON_PRIMITIVE_TYPES:
             return val
@@ -93,7 +94,10 @@ class _Registry(DefaultRegistry):
             if from_dict is not None:
                 dct = dict(val)
                 del dct[RESERVED_KEY]
-                return from_dict(dct, **kwargs)
+                try:
+                    return from_dict(dct, **kwargs)
+                except (KeyError, TypeError, ValueError):  # data that only looks like a stored value
+                    pass
             return {k: self.restore(v, **kwargs) for k, v in val.items()}
         if val_type is list:
             return [self.restore(item, **kwargs) for item in val]

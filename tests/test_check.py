@@ -213,6 +213,14 @@ def test_dmn_with_several_decisions_and_entries_without_id():
     assert wf.completed and wf.last_task.data["b"] == "B"
 
 
+def test_a_decision_output_named_typename_is_an_error():
+    dmn = DMN.replace(b'<output id="o2" name="b"', b'<output id="o2" name="typename"')
+    result = check_sources({"a.bpmn": linear('<bpmn:businessRuleTask id="b" camunda:decisionRef="second"/>', "b"),
+                            "d.dmn": dmn})
+    assert any(m.startswith("d.dmn: o2: output name 'typename': 'typename' is reserved")
+               for m in messages(result, "error")), messages(result)
+
+
 def test_unknown_decision_ref():
     result = check_sources({"a.bpmn": linear('<bpmn:businessRuleTask id="b" camunda:decisionRef="x"/>', "b"),
                             "d.dmn": DMN})

@@ -199,16 +199,25 @@ def test_correcting_data_is_refused_for_bad_keys_ended_instances_and_empty_chang
         org.runtime(s).set_data(iid, {"count": 2}, user="lena")
 
 
-def test_a_script_that_sets_the_reserved_variable_typename_is_an_incident_and_loses_nothing(org):
+def test_the_reserved_variable_typename_stops_a_model_at_deploy_or_at_its_save(org):
     """Stored, a task whose data has the variable "typename" would be taken for a typed value, and the case
-    could not be restored: the save refuses it, and the case keeps its last good state."""
-    wk.deploy_models(org, marker=modelkit.with_script("marker", 'typename = "datetime"'))
-    iid = wk.start(org, "marker")
+    could not be restored. Scripts and expressions may not name it (deploy refuses them); should it come
+    in another way, the save refuses it at the element that set it, which becomes an incident."""
+    from engine import serialization
+    from engine.errors import ModelError
+    from tests.test_runtime import _deploy
+
+    with pytest.raises(ModelError) as refused:
+        _deploy(org, marker=modelkit.with_script("marker", 'typename = "datetime"'))
+    assert "forbidden name 'typename'" in str(refused.value.findings)
+    wk.deploy_models(org, plain=modelkit.with_script("plain", "n = 1"))
+    iid = wk.start(org, "plain")
     (task,) = wk.open_tasks(org, iid)
     with org.transaction() as s:
         org.runtime(s).complete(task.id, user="alice", data={})
-    (incident,) = _incidents(org, iid)
-    assert incident.element_id == "script" and "'typename' is reserved" in incident.message
-    assert "typename" not in _data(org, iid)  # restored from the last good state
-    with org.transaction() as s:
-        assert s.get(ProcessInstance, iid).active_elements == "script"
+        workflow = org.runtime(s).load_workflow(s.get(ProcessInstance, iid))
+    script = next(t for t in workflow.tasks.values() if t.task_spec.bpmn_id == "script")
+    script.data["typename"] = "datetime"
+    with pytest.raises(ModelError, match="'typename' is reserved") as refused:
+        serialization.dump_state(workflow)
+    assert refused.value.element_id == "script"

@@ -415,15 +415,16 @@ def test_data_with_the_stored_states_type_marker_is_refused_wherever_it_comes_in
 
 
 def test_a_script_made_mapping_with_an_unknown_type_marker_restores_as_data(org):
-    """Scripts are not checked like input: a mapping they make with a "typename" that names no stored type
-    comes back as the data it was (SpiffWorkflow called None on it, and the case could not be restored)."""
+    """Scripts are not checked like input: a mapping they make with a "typename" that names no stored type,
+    or one that the type cannot read, comes back as the data it was (SpiffWorkflow failed on it, and the
+    case could not be restored)."""
     _deploy(org, chain=modelkit.chain(n=2))
     iid = _start(org, "chain")
     with org.transaction() as s:
         instance = s.get(ProcessInstance, iid)
         workflow = org.runtime(s).load_workflow(instance)
-        workflow.get_tasks(state=TaskState.READY)[0].data["art"] = {"typename": "Beratung", "n": [1, {"typename": 2}]}
+        art = {"typename": "Beratung", "n": [1, {"typename": 2}], "when": {"typename": "datetime"}}
+        workflow.get_tasks(state=TaskState.READY)[0].data["art"] = art
         restored = serialization.load_state(serialization.dump_state(workflow), workflow.spec,
                                             workflow.subprocess_specs)
-    assert restored.get_tasks(state=TaskState.READY)[0].data["art"] == {"typename": "Beratung",
-                                                                          "n": [1, {"typename": 2}]}
+    assert restored.get_tasks(state=TaskState.READY)[0].data["art"] == art
