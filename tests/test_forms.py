@@ -601,8 +601,11 @@ def test_inline_camunda_problems_are_findings():
     broken.add_field(spiff_field("b", "string", validation=[("validator", "ssn")]))
     broken.add_field(spiff_field("c", "long", validation=[("min", "5"), ("max", "1")]))
     broken.add_field(spiff_field("d", "enum"))
+    broken.add_field(spiff_field("typename", "string"))
     found = [(f.element_id, f.message) for f in check_camunda_form(broken, file="p.bpmn", element_id="Task_1")]
-    assert [element for element, _ in found] == ["Task_1.formField[0]", "Task_1.a", "Task_1.b", "Task_1.c", "Task_1.d"]
+    assert [element for element, _ in found] == ["Task_1.formField[0]", "Task_1.a", "Task_1.b", "Task_1.c", "Task_1.d",
+                                                 "Task_1.typename"]
+    assert "'typename' is reserved" in found[-1][1]
     with pytest.raises(ModelError):
         form_from_camunda(broken)
 

@@ -18,7 +18,8 @@ from typing import Any
 from engine.errors import ModelError
 from engine.forms import values
 from engine.forms.model import Constraints, FormDefinition, FormField, LayoutItem, Option
-from engine.forms.schema import finding
+from engine.forms.schema import RESERVED_MESSAGE, finding
+from engine.serialization import RESERVED_KEY
 
 __all__ = ["check_camunda_form", "form_from_camunda"]
 
@@ -42,6 +43,9 @@ def _parse(form: Any, file: str, element_id: str) -> tuple[FormDefinition, list]
             continue
         if key in seen:
             add(where, "error", f"duplicate camunda:formField id {key!r}")
+            continue
+        if key == RESERVED_KEY:
+            add(where, "error", f"camunda:formField id {key!r}: {RESERVED_MESSAGE}")
             continue
         seen.add(key)
         kind = _TYPES.get(spiff_field.type or "string")
