@@ -59,7 +59,7 @@ USER = "bench"
 # --- helpers -----------------------------------------------------------------------------------------
 def reference_loop_ms() -> float:
     """This machine's speed at the moment: a fixed pure-Python workload (JSON and a sort), best of five.
-    On one two-CPU virtual machine it took from 103 to 189 ms within minutes; compare the figures of two
+    On one two-CPU virtual machine it took from 103 to 192 ms within minutes; compare the figures of two
     runs only where their reference figures are close."""
     document = {"a": [1, 2, 3, {"b": "x" * 20}] * 50}
     best = float("inf")
