@@ -428,3 +428,28 @@ def test_a_script_made_mapping_with_an_unknown_type_marker_restores_as_data(org)
         restored = serialization.load_state(serialization.dump_state(workflow), workflow.spec,
                                             workflow.subprocess_specs)
     assert restored.get_tasks(state=TaskState.READY)[0].data["art"] == art
+
+
+def test_a_loop_run_far_more_than_a_thousand_task_levels_deep_keeps_going():
+    """SpiffWorkflow's task tree walks stopped at depth 1,000: after 500 rounds of a two-element loop the
+    workflow saw no current task and took itself for completed (engine.spiff_fixes lifts the limit)."""
+    from SpiffWorkflow.bpmn import BpmnWorkflow
+
+    from engine.check import check_sources
+
+    body = "\n".join([
+        '<bpmn:startEvent id="start" />', modelkit.user_task("session", "Sitzung"),
+        '<bpmn:exclusiveGateway id="more" default="f_again" />', '<bpmn:endEvent id="end" />',
+        modelkit.flow("f1", "start", "session"), modelkit.flow("f2", "session", "more"),
+        modelkit.flow("f_done", "more", "end", "done == True"), modelkit.flow("f_again", "more", "session"),
+    ])
+    workflow = BpmnWorkflow(check_sources({"loop.bpmn": modelkit.definitions("loop", body)}).processes["loop"].spec)
+    workflow.do_engine_steps()
+    rounds = 600
+    for round_ in range(rounds):
+        assert not workflow.is_completed(), f"taken for completed after {round_} rounds"
+        (session,) = workflow.get_tasks(state=TaskState.READY, manual=True)
+        session.data["done"] = round_ == rounds - 1
+        session.run()
+        workflow.do_engine_steps()
+    assert workflow.is_completed() and workflow.get_tasks(state=TaskState.COMPLETED, spec_name="end")
