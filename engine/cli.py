@@ -72,6 +72,8 @@ def _load_json(value: str | None, what: str = "--data") -> dict:
         data = json.loads(value)
     except ValueError as exc:
         _fail(f"{what} is not valid JSON: {exc}")
+    except RecursionError:
+        _fail(f"{what} is nested too deeply")
     if not isinstance(data, dict):
         _fail(f"{what} must be a JSON object")
     return data

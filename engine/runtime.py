@@ -831,11 +831,12 @@ def _check_keys(data: dict) -> None:
 
 
 def _check_reserved(data: dict) -> None:
-    """No mapping in the data may have the key the stored state marks typed values with."""
-    reserved = serialization.reserved_key_paths(data)
-    if reserved:
-        raise ValidationFailed("reserved data key", errors={path: [
-            f"'{serialization.RESERVED_KEY}' is reserved for the engine's stored values"] for path in reserved})
+    """No mapping in the data may have the key the stored state marks typed values with, nor may it nest
+    deeper than a stored case can be restored (`serialization.data_problems`)."""
+    problems = serialization.data_problems(data)
+    if problems:
+        raise ValidationFailed("data that cannot be stored", errors={path: [message]
+                                                                     for path, message in problems.items()})
 
 
 def _split(value: str | list | None) -> list[str]:

@@ -65,19 +65,33 @@ class _TaskConverter(SimpleTaskConverter):
 RESERVED_KEY = "typename"
 
 
-def reserved_key_paths(value, path: str = "") -> list[str]:
-    """Where in `value` (case data) a mapping has the key RESERVED_KEY: dotted paths."""
-    found = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if key == RESERVED_KEY:
-                found.append(where)
-            found += reserved_key_paths(item, where)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            found += reserved_key_paths(item, f"{path}[{index}]")
-    return found
+#: how deeply case data may nest (a form's data nests a few levels): restoring walks it recursively
+MAX_DATA_DEPTH = 32
+
+
+def data_problems(value) -> dict[str, str]:
+    """What in `value` (incoming case data) could not be stored safely, by dotted path: mappings with the
+    key RESERVED_KEY, and nesting deeper than MAX_DATA_DEPTH (not looked into further)."""
+    problems: dict[str, str] = {}
+
+    def visit(item, path: str, depth: int) -> None:
+        if not isinstance(item, dict | list | tuple):
+            return
+        if depth > MAX_DATA_DEPTH:
+            problems[path] = f"nested more than {MAX_DATA_DEPTH} levels deep"
+            return
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                where = f"{path}.{key}" if path else str(key)
+                if key == RESERVED_KEY:
+                    problems[where] = f"'{RESERVED_KEY}' is reserved for the engine's stored values"
+                visit(inner, where, depth + 1)
+        else:
+            for index, inner in enumerate(item):
+                visit(inner, f"{path}[{index}]", depth + 1)
+
+    visit(value, "", 0)
+    return problems
 
 
 class _Registry(DefaultRegistry):
@@ -85,7 +99,7 @@ class _Registry(DefaultRegistry):
         """`DictionaryConverter.restore` (SpiffWorkflow 3.2.0), except that a mapping whose `typename` names
         no registered type, or that the type's converter cannot read, is restored as data: SpiffWorkflow
         failed on it, and the case could never be restored again. Case data cannot carry the key
-        (`reserved_key_paths`), and scripts cannot name it, but a script's dict literal can hold it."""
+        (`data_problems`), and scripts cannot name it, but a script's dict literal can hold it."""
         val_type = type(val)
         if val_type in _JSON_PRIMITIVE_TYPES:
             return val

@@ -453,3 +453,23 @@ def test_a_loop_run_far_more_than_a_thousand_task_levels_deep_keeps_going():
         session.run()
         workflow.do_engine_steps()
     assert workflow.is_completed() and workflow.get_tasks(state=TaskState.COMPLETED, spec_name="end")
+
+
+def test_data_nested_deeper_than_a_case_can_be_restored_is_refused(org):
+    """Restoring walks the data recursively: start data nested 900 levels deep was stored, and the case
+    could then never be loaded again. Incoming data may nest 32 levels."""
+    _deploy(org, chain=modelkit.chain(n=2))
+    deep: dict = {"leaf": 1}
+    for _ in range(900):
+        deep = {"a": deep}
+    with pytest.raises(ValidationFailed) as refused:
+        _start(org, "chain", x=deep)
+    ((path, messages),) = refused.value.errors.items()
+    assert path == "x" + ".a" * 32 and messages == ["nested more than 32 levels deep"]
+    fine: dict = {"leaf": 1}
+    for _ in range(30):
+        fine = {"a": fine}
+    iid = _start(org, "chain", x=fine)
+    (task,) = _open(org, iid)
+    _complete(org, task.id, "alice")
+    _reload_equal(org, iid)
