@@ -21,6 +21,7 @@ from flask import Flask
 from engine import config as engine_config
 
 from .i18n import LanguageEnvironment
+from .security import CleanRequest
 from .sessions import SessionInterface
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def _settings() -> dict:
 class _App(Flask):
     jinja_environment = LanguageEnvironment
     session_interface = SessionInterface()
+    request_class = CleanRequest
 
     @functools.cached_property
     def _synced(self) -> dict:

@@ -1,4 +1,5 @@
-"""Request ids, structured request logs and security headers for every response."""
+"""Request ids, structured request logs and security headers for every response; form fields and query
+arguments without NUL characters."""
 
 from __future__ import annotations
 
@@ -8,13 +9,32 @@ import re
 import time
 import uuid
 
-from flask import Flask, g, request
+from flask import Flask, Request, g, request
+from werkzeug.datastructures import ImmutableMultiDict, iter_multi_items
 
 log = logging.getLogger("webapp.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class Fields(ImmutableMultiDict):
+    """Form fields and query arguments without NUL characters. No text a person types has one, and
+    PostgreSQL cannot store one: a comment, a reason or an inbox filter with it failed the request."""
+
+    def __init__(self, mapping=None):
+        if mapping is not None:
+            mapping = [(_without_nul(key), _without_nul(value)) for key, value in iter_multi_items(mapping)]
+        super().__init__(mapping)
+
+
+def _without_nul(value):
+    return value.replace("\x00", "") if isinstance(value, str) else value
+
+
+class CleanRequest(Request):
+    parameter_storage_class = Fields
 
 
 def request_id() -> str:

@@ -237,3 +237,16 @@ def test_reading_a_case_with_personal_data_is_audited_but_not_listed(client, web
                                                            AuditEvent.action == "read")).all()
     assert readers == ["alice"]
     assert ">read<" not in page
+
+
+def test_nul_characters_in_fields_and_query_arguments_are_dropped(client, web, case):
+    """No text a person types has a NUL character, and PostgreSQL cannot store one: a comment, an inbox
+    filter or a sign-in with it failed the request (500) there, and the comment was lost."""
+    response = client.post(f"/cases/{case.id}/comments", data={"body": "Rückruf\x00 am Dienstag"})
+    assert response.status_code == 303
+    assert "Rückruf am Dienstag" in _section(client.get(f"/cases/{case.id}").get_data(as_text=True), "comments")
+    response = client.get("/?view=team&text=Ber%00aten")
+    assert response.status_code == 200 and 'value="Beraten"' in response.get_data(as_text=True)
+    client.post("/logout")
+    response = client.post("/login", data={"username": "al\x00ice", "password": "falsch"})
+    assert response.status_code == 401 and "Anmeldung fehlgeschlagen" in response.get_data(as_text=True)
