@@ -251,3 +251,14 @@ def test_candidate_groups_come_from_the_real_units_and_roles(carla):
     groups = carla.get("/modeller/groups.json").json
     values = {g["value"] for g in groups}
     assert {"rz-west", "rz-west:counsellor", "lks:coordinator", "opferberatung:lead"} <= values
+
+
+def test_a_model_or_form_with_a_nul_character_is_refused_and_nothing_is_saved(carla, web):
+    draft_id = modeller_draft(web)
+    xml = _draft(web, draft_id).bpmn.replace("Beraten", "Bera\x00ten")
+    refused = _post(carla, f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": 2})
+    assert refused.status_code == 400 and "unzulässiges Zeichen" in refused.json["message"]
+    form = {"type": "default", "components": [{"type": "textfield", "key": "a", "label": "A\x00"}]}
+    refused = _post(carla, f"/modeller/drafts/{draft_id}/forms/intake/save", {"form": form, "revision": 2})
+    assert refused.status_code == 400
+    assert _draft(web, draft_id).revision == 2

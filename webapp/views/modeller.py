@@ -42,11 +42,17 @@ def _definition(key: str, version: int):
 
 def _body() -> dict:
     data = request.get_json(silent=True)
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    if "\\u0000" in json.dumps(data):  # no model or form has a NUL character, and PostgreSQL cannot store one
+        abort(_json_error(400, _("Die Anfrage enthält ein unzulässiges Zeichen (NUL); nichts wurde gespeichert.")))
+    return data
 
 
-def _json_error(status: int, message: str, **extra):
-    return jsonify({"message": message, **extra}), status
+def _json_error(status: int, message: str, **extra) -> Response:
+    response = jsonify({"message": message, **extra})
+    response.status_code = status
+    return response
 
 
 # --- procedures and drafts -----------------------------------------------------------------------------
