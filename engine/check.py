@@ -16,6 +16,7 @@ from lxml import etree
 
 from engine.errors import ExpressionError
 from engine.expressions import TemplateExpression, has_expression, template, timer_expression, translate
+from engine.forms.schema import RESERVED_MESSAGE
 from engine.parser import (
     BPMN_NS,
     CAMUNDA,
@@ -220,9 +221,7 @@ def check_sources(sources: dict[str, bytes], *, known: KnownNames | None = None)
             for table in parser_.decision.decisionTables:
                 for output in table.outputs:
                     if RESERVED_KEY in (output.name or "").split("."):
-                        add(name, output.id or decision_id, "error",
-                            f"output name {output.name!r}: '{RESERVED_KEY}' is reserved for the engine's "
-                            "stored values; choose another name")
+                        add(name, output.id or decision_id, "error", f"output name {output.name!r}: {RESERVED_MESSAGE}")
 
     result = CheckResult(findings)
     for pid, name in top_level:

@@ -107,7 +107,7 @@ class Runtime:
         form = task_form(start, loaded.forms) if start is not None else None
         if form is not None:
             data = form.validate(data)
-            _check_reserved(data)
+            _check_storable(data)
         else:
             _check_keys(data)
         # `initiator` is who really started it: data cannot name someone else (tasks are assigned by it)
@@ -313,7 +313,7 @@ class Runtime:
         kept = {key: value for key, value in form.initial_values(spiff_task.data).items()
                 if key.split(".")[0] not in data and key not in data and _has_path(spiff_task.data, key)}
         data = form.validate({**kept, **data}, partial=partial, context=spiff_task.data)
-        _check_reserved(data)
+        _check_storable(data)
         return data
 
     # --- internals -----------------------------------------------------------------------------------
@@ -827,10 +827,10 @@ def _check_keys(data: dict) -> None:
     bad = [k for k in data if not isinstance(k, str) or not _KEY.match(k)]
     if bad:
         raise ValidationFailed("invalid data keys", errors={str(k): ["not a valid variable name"] for k in bad})
-    _check_reserved(data)
+    _check_storable(data)
 
 
-def _check_reserved(data: dict) -> None:
+def _check_storable(data: dict) -> None:
     """No mapping in the data may have the key the stored state marks typed values with, nor may it nest
     deeper than a stored case can be restored (`serialization.data_problems`)."""
     problems = serialization.data_problems(data)

@@ -44,7 +44,7 @@ def _body() -> dict:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         return {}
-    if "\\u0000" in json.dumps(data):  # no model or form has a NUL character, and PostgreSQL cannot store one
+    if b"\\u0000" in request.get_data():  # no model or form has a NUL character, and PostgreSQL cannot store one
         abort(_json_error(400, _("Die Anfrage enthält ein unzulässiges Zeichen (NUL); nichts wurde gespeichert.")))
     return data
 
