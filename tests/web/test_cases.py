@@ -56,6 +56,7 @@ def test_the_case_page_shows_status_step_answers_and_history(client, case):
     assert "laufend" in _section(page, "status") or ">laufend<" in page
     assert "Beraten" in _section(page, "current-step")
     assert PERSONAL in _section(page, "case-data") and "RZ West" in _section(page, "case-data")
+    assert "erledigt von Alice Beraterin am" in _section(page, "case-data")  # the name, not the user name
     history = _section(page, "history")
     assert "gestartet" in history and "Anfrage erfassen" in history and "Alice Beraterin" in history
     assert PERSONAL not in history and "RZ West" not in history and "Schule" not in history

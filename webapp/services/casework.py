@@ -68,6 +68,7 @@ class Step:
 
     task: Task
     title: str
+    completed_by: str = ""  # the display name of whoever completed it
     values: list[DisplayValue] = field(default_factory=list)
     hidden_personal: int = 0  # personal answers left out for this viewer
 
@@ -82,9 +83,10 @@ def completed_steps(session: Session, runtime: Runtime, instance: ProcessInstanc
     else:
         rows = sorted((t for t in tasks if t.state == "completed"),
                       key=lambda t: (t.ended_at or t.created_at, t.created_at, t.id))
+    names = display_names(session, [row.completed_by for row in rows])
     steps = []
     for row in rows:
-        step = Step(row, row.title)
+        step = Step(row, row.title, names.get(row.completed_by, row.completed_by or "?"))
         try:
             spiff_task = workflow.get_task_from_id(UUID(row.id))
         except Exception:  # noqa: BLE001 - a task the workflow no longer keeps: show the step without data
