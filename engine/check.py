@@ -333,6 +333,31 @@ def lint_document(root, process_ids: set, decision_ids: set):
             continue
         yield from _lint_scope(process)
         yield from _lint_event_subprocesses(process)
+        yield from _lint_camunda_runtime(process)
+
+
+def _lint_camunda_runtime(process):
+    """Camunda 7 runtime features that SpiffWorkflow does not have. Listeners and input/output mappings
+    change the case data in Camunda: a model that relies on them would run differently here, so they are
+    errors; asynchronous continuations and call activity variable mappings are warnings (the model runs,
+    only the transaction boundaries or the data passed differ)."""
+    for node in process.iter(CAMUNDA + "executionListener", CAMUNDA + "taskListener"):
+        yield _owner_id(node), "error", (f"camunda:{local_name(node)} is not run by Fallwerk; "
+                                         "do its work in a script task of its own")
+    for node in process.iter(CAMUNDA + "inputOutput"):
+        yield _owner_id(node), "error", ("camunda:inputOutput is not run by Fallwerk: the step reads and "
+                                         "writes the case data directly; map values in a script task")
+    for node in process.iter():
+        if not isinstance(node.tag, str):
+            continue
+        if node.get(CAMUNDA + "asyncBefore") == "true" or node.get(CAMUNDA + "asyncAfter") == "true":
+            yield _owner_id(node), "warning", ("camunda:asyncBefore/asyncAfter is ignored: Fallwerk runs the "
+                                               "steps at once, and a failing step becomes an incident to retry")
+        if local_name(node) == "callActivity" and any(mapping.get("variables") != "all" for mapping in
+                                                      node.iter(CAMUNDA + "in", CAMUNDA + "out")):
+            yield node.get("id"), "warning", ("camunda:in/camunda:out mappings other than variables=\"all\" are "
+                                              "ignored: the called process receives all of the case data and "
+                                              "returns all of its own")
 
 
 def _lint_event_subprocesses(process):

@@ -320,6 +320,33 @@ def test_unsupported_script_and_service_implementations():
     assert result.ok and any("camunda:class is not run" in m for m in messages(result, "warning"))
 
 
+@pytest.mark.parametrize("extension, found", [
+    ('<camunda:executionListener event="start" expression="${execution.setVariable(\'x\', 1)}"/>',
+     "camunda:executionListener is not run"),
+    ('<camunda:taskListener event="create" class="org.example.Listener"/>', "camunda:taskListener is not run"),
+    ('<camunda:inputOutput><camunda:inputParameter name="a">${b}</camunda:inputParameter></camunda:inputOutput>',
+     "camunda:inputOutput is not run"),
+])
+def test_camunda_listeners_and_mappings_that_would_change_the_data_are_errors(extension, found):
+    task = f'<bpmn:userTask id="u"><bpmn:extensionElements>{extension}</bpmn:extensionElements></bpmn:userTask>'
+    result = check_sources({"a.bpmn": linear(task, "u")})
+    assert [(f.element_id, found in f.message) for f in result.errors] == [("u", True)]
+
+
+def test_async_continuations_and_call_activity_mappings_are_warnings():
+    task = '<bpmn:userTask id="u" camunda:asyncBefore="true"/>'
+    result = check_sources({"a.bpmn": linear(task, "u")})
+    assert result.ok and [f.element_id for f in result.warnings if "asyncBefore" in f.message] == ["u"]
+    assert check_sources({"a.bpmn": linear('<bpmn:userTask id="u" camunda:asyncBefore="false"/>', "u")}).warnings == []
+    call = ('<bpmn:callActivity id="c" calledElement="sub"><bpmn:extensionElements>'
+            '<camunda:in source="a" target="b"/></bpmn:extensionElements></bpmn:callActivity>')
+    sub = '<bpmn:process id="sub" isExecutable="true"><bpmn:startEvent id="s2"/></bpmn:process>'
+    result = check_sources({"a.bpmn": linear(call, "c", extra=sub)})
+    assert [f.element_id for f in result.warnings if "camunda:in/camunda:out" in f.message] == ["c"]
+    all_data = call.replace('source="a" target="b"', 'variables="all"')  # what Fallwerk does anyway
+    assert check_sources({"a.bpmn": linear(all_data, "c", extra=sub)}).warnings == []
+
+
 def test_user_task_expressions_are_checked():
     task = '<bpmn:userTask id="u" camunda:assignee="${bean.find()}" camunda:candidateGroups="${unit}:lead"/>'
     result = check_sources({"a.bpmn": linear(task, "u")})
