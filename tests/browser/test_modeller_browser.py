@@ -85,6 +85,19 @@ def _panel_group(page, title: str):
         header.click()
 
 
+NOT_RUN_GROUPS = {"Ausführungs-Listener", "Aufgaben-Listener", "Eingaben", "Ergebnisse", "Asynchrone Fortsetzung",
+                  "Job-Ausführung", "Bereinigung des Verlaufs", "Wer starten darf", "Aufgabenliste",
+                  "Externe Aufgabe", "Feldzuweisungen"}
+
+
+def _panel_groups(page) -> list[tuple[str, str]]:
+    """The properties panel's group headers: (title, left padding)."""
+    return [tuple(group) for group in page.evaluate(
+        "() => Array.from(document.querySelectorAll('.bio-properties-panel-group-header'), (header) => ["
+        "header.querySelector('.bio-properties-panel-group-header-title').textContent,"
+        "getComputedStyle(header).paddingLeft])")]
+
+
 def _select(page, element_id: str):
     page.evaluate("(id) => window.fallwerkModeller.page.select(id)", element_id)
     page.wait_for_selector(f".bio-properties-panel-header-label:has-text('{element_id}'), "
@@ -179,6 +192,21 @@ def csp_violations(page) -> list[str]:
     """What the CSP blocked, except style attributes in bpmn-js's align/distribute menu icons (markup with
     style="..."): those icons only lose their stroke styling. Scripts, styles sheets, fonts, images: none."""
     return [p for p in page.problems if p.startswith("CSP ") and not p.startswith("CSP style-src-attr ")]
+
+
+def test_the_properties_panel_offers_only_what_fallwerk_runs_in_german_and_in_its_own_layout(browser, server):
+    page = signed_in(browser, server, COORDINATOR)
+    page.goto(f"{server}/modeller/")
+    page.click("[data-testid=edit-consultation]")
+    page.wait_for_selector("[data-modeller][data-ready=true]")
+    for element_id in (None, "Task_FirstContactReminder", "BoundaryEvent_FirstContactOverdue", "SubProcess_Escalation"):
+        if element_id:
+            _select(page, element_id)
+        groups = _panel_groups(page)
+        titles = {title for title, _ in groups}
+        assert "Allgemein" in titles and not titles & NOT_RUN_GROUPS and "Process variables" not in titles, titles
+        assert len({padding for _, padding in groups}) == 1, groups  # the page's styles do not leak in
+    assert csp_violations(page) == [] and not [p for p in page.problems if "404" in p]
 
 
 def test_only_coordinators_see_the_modeller(browser, server):

@@ -103,6 +103,7 @@ const GERMAN = {
   "Link": "Verknüpfung",
   "Compensation": "Kompensation",
   "Business key": "Geschäftsschlüssel",
+  "Process variables": "Prozessvariablen",
   "Properties": "Eigenschaften",
   "Form key": "Formularschlüssel",
   "Form fields": "Formularfelder",

@@ -37,6 +37,22 @@ function KeepUndrawnDi(eventBus, elementRegistry, bpmnjs) {
 KeepUndrawnDi.$inject = ["eventBus", "elementRegistry", "bpmnjs"];
 const KeepUndrawnDiModule = { __init__: ["keepUndrawnDi"], keepUndrawnDi: ["type", KeepUndrawnDi] };
 
+// Groups of the Camunda properties panel for what Fallwerk does not run (docs/bpmn-support.md): listeners
+// and input/output mappings are refused by the check, the rest would be ignored. Not offered, so that
+// nobody models what will not happen; a model that has them still shows them as findings.
+const NOT_RUN = new Set([
+  "AsynchronousContinuations", "JobExecution", "ExecutionListener", "TaskListener", "Input", "Output",
+  "ConnectorInput", "ConnectorOutput", "FieldInjection", "HistoryCleanup", "Tasklist", "CandidateStarter",
+  "ExternalTask", "BusinessKey", "InMapping", "OutMapping", "InMappingPropagation", "OutMappingPropagation",
+].map((name) => `CamundaPlatform__${name}`));
+
+function WithoutGroupsNotRun(propertiesPanel) {
+  propertiesPanel.registerProvider(1, this); // the lowest priority: after the Camunda provider added them
+}
+WithoutGroupsNotRun.prototype.getGroups = () => (groups) => groups.filter((group) => !NOT_RUN.has(group.id));
+WithoutGroupsNotRun.$inject = ["propertiesPanel"];
+const WithoutGroupsNotRunModule = { __init__: ["withoutGroupsNotRun"], withoutGroupsNotRun: ["type", WithoutGroupsNotRun] };
+
 export function create(container, panel) {
   const options = {
     container,
@@ -49,6 +65,7 @@ export function create(container, panel) {
       BpmnPropertiesPanelModule,
       BpmnPropertiesProviderModule,
       CamundaPlatformPropertiesProviderModule,
+      WithoutGroupsNotRunModule,
       CamundaBehaviorsModule,
       KeepUndrawnDiModule,
       GermanTranslateModule,
