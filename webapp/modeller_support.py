@@ -19,6 +19,8 @@ from engine.deploy import FORM_SUFFIX, latest_form
 from engine.identity import ROLES
 from engine.models import Draft, Unit
 
+from .templating import person
+
 ROLE_NAMES = {"counsellor": _l("Beratende"), "lead": _l("Leitung"), "coordinator": _l("Koordination (LKS)"),
               "supervisor": _l("Aufsicht"), "admin": _l("Verwaltung")}
 CANDIDATE_ROLES = ("counsellor", "lead", "coordinator")
@@ -48,7 +50,7 @@ def summary(findings) -> str:
 
 def conflict_text(draft: Draft) -> str:
     return _("Dieser Entwurf wurde am %(when)s von %(who)s gespeichert (Stand %(revision)d), nachdem Sie ihn "
-             "geöffnet haben.", when=format_datetime(draft.updated_at, "short"), who=draft.updated_by,
+             "geöffnet haben.", when=format_datetime(draft.updated_at, "short"), who=person(draft.updated_by),
              revision=draft.revision)
 
 
@@ -57,12 +59,12 @@ def staleness_text(item: drafts.Staleness) -> str:
     if item.code == "newer_version":
         return _("Seit diesem Entwurf wurde Version %(version)d veröffentlicht (%(who)s, %(when)s). Öffnen Sie "
                  "die neue Version, damit deren Änderungen nicht verloren gehen.", version=item.version,
-                 who=item.by, when=when)
+                 who=person(item.by), when=when)
     if item.code == "base_draft_changed":
         return _("Der Entwurf, von dem dieser abgeleitet ist (Nr. %(id)d), wurde seitdem geändert (%(who)s, "
-                 "%(when)s).", id=item.draft_id, who=item.by, when=when)
+                 "%(when)s).", id=item.draft_id, who=person(item.by), when=when)
     return _("Ein anderer Entwurf dieses Verfahrens (Nr. %(id)d) wurde nach dem Beginn dieses Entwurfs "
-             "gespeichert (%(who)s, %(when)s).", id=item.draft_id, who=item.by, when=when)
+             "gespeichert (%(who)s, %(when)s).", id=item.draft_id, who=person(item.by), when=when)
 
 
 def warnings_payload(items) -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flask import Flask, request, url_for
+from flask import Flask, g, request, url_for
 from flask_babel import gettext
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -83,11 +83,25 @@ def _constant_urls(app: Flask):
     return url_for
 
 
+def person(username: str | None) -> str:
+    """How the pages name a user: the display name (looked up once per request), else the user name."""
+    if not username:
+        return "?"
+    known = g.setdefault("_display_names", {})
+    if username not in known:
+        from . import database
+        from .services.casework import display_names
+
+        known[username] = display_names(database.session(), [username]).get(username, username)
+    return known[username]
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
     app.jinja_env.globals["diagram_bundle"] = _diagram_bundle
     app.jinja_env.globals["url_for"] = _constant_urls(app)
+    app.jinja_env.globals["person"] = person
     app.add_template_filter(form_text, "form_text")
     app.add_template_filter(message, "message")
 

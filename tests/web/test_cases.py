@@ -110,6 +110,7 @@ def test_an_allowed_file_is_stored_outside_the_web_root_and_downloaded_as_attach
                                                                                       mimetype):
     assert _upload(client, case, name, content).status_code == 303
     page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    assert "Alice Beraterin" in page.split('data-testid="attachments"')[1].split("</section>")[0]
     link = re.search(rf'href="(/cases/{case.id}/attachments/\d+)"', page).group(1)
     stored = list(Path(app.config["UPLOAD_FOLDER"]).iterdir())
     assert len(stored) == 1 and name not in stored[0].name and re.fullmatch(r"[0-9a-f]{48}", stored[0].name)

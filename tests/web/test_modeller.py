@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from engine import drafts
+from engine import drafts, identity
 from engine.errors import ValidationFailed
 from engine.models import AuditEvent, Draft, ProcessInstance
 from tests.web import models
@@ -72,11 +72,15 @@ def test_a_coordinator_finds_the_modeller_in_the_navigation(carla):
 
 # --- drafts -------------------------------------------------------------------------------------------
 def test_editing_a_procedure_opens_a_draft_of_its_newest_version(carla, web):
+    with web.transaction() as s:
+        identity.get_user(s, "carla").display_name = "Carla Koordination"
     response = carla.post("/modeller/procedures/casework/drafts", data={})
     assert response.status_code == 303
     draft_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
     page = carla.get(f"/modeller/drafts/{draft_id}").get_data(as_text=True)
     assert "data-modeller" in page and 'data-revision="1"' in page and "<script>" not in page
+    assert "zuletzt gespeichert von Carla Koordination am" in page  # the name, not the user name
+    assert "Carla Koordination" in carla.get("/modeller/").get_data(as_text=True)
     assert "dist/modeller.js" in page and 'data-xml-url="/modeller/drafts/' in page
     xml = carla.get(f"/modeller/drafts/{draft_id}/model.bpmn")
     assert xml.mimetype == "application/xml" and b'id="advise"' in xml.data
