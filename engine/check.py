@@ -324,8 +324,15 @@ def _owner_id(node) -> str:
     return "-"
 
 
+_XML_NAME = re.compile(r"^[^\W\d][\w.\-]*$")  # an NCName, as BPMN's ids must be
+
+
 def lint_document(root, process_ids: set, decision_ids: set):
     """Yield (element_id, severity, message) for one BPMN document, without SpiffWorkflow."""
+    for node in root.iter(f"{{{BPMN_NS}}}*"):
+        if node.get("id") is not None and not _XML_NAME.match(node.get("id")):
+            yield node.get("id"), "error", (f"{local_name(node)} id {node.get('id')!r} is not a valid XML name: use "
+                                            "letters, digits, '_', '-' and '.', starting with a letter or '_'")
     yield from _lint_expressions(root)
     yield from _lint_references(root, process_ids, decision_ids)
     for process in root.iter(_b("process")):

@@ -122,8 +122,8 @@ def start_defaults(process) -> dict:
     root = etree.fromstring(content, _safe_parser())
     ns = {"bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL", "camunda": "http://camunda.org/schema/1.0/bpmn"}
     defaults = {}
-    for prop in root.xpath(f'//bpmn:process[@id="{process.id}"]/bpmn:extensionElements/camunda:properties/'
-                           "camunda:property", namespaces=ns):
+    for prop in root.xpath("//bpmn:process[@id=$pid]/bpmn:extensionElements/camunda:properties/camunda:property",
+                           pid=process.id, namespaces=ns):
         name = prop.get("name") or ""
         if name.startswith(DEFAULT_PREFIX) and name[len(DEFAULT_PREFIX):].isidentifier():
             raw = prop.get("value") or ""

@@ -347,6 +347,12 @@ def test_async_continuations_and_call_activity_mappings_are_warnings():
     assert check_sources({"a.bpmn": linear(all_data, "c", extra=sub)}).warnings == []
 
 
+@pytest.mark.parametrize("pid", ['p"x', "consul tation", "1st", "a/b"])
+def test_an_id_that_is_not_an_xml_name_is_an_error(pid):
+    result = check_sources({"a.bpmn": linear('<bpmn:userTask id="u"/>', "u", pid=pid.replace('"', "&quot;"))})
+    assert [(f.element_id, "not a valid XML name" in f.message) for f in result.errors][:1] == [(pid, True)]
+
+
 def test_user_task_expressions_are_checked():
     task = '<bpmn:userTask id="u" camunda:assignee="${bean.find()}" camunda:candidateGroups="${unit}:lead"/>'
     result = check_sources({"a.bpmn": linear(task, "u")})

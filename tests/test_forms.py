@@ -463,6 +463,13 @@ def test_invalid_json_is_one_error():
         ({"type": "textfield", "key": "t", "defaultValue": {"a": 1}}, "warning", "defaultValue"),
         ({"type": "text", "text": "Hallo {{name}}"}, "warning", "not evaluated"),
         ({"type": "select", "key": "s", "values": [{"value": "a"}, {"value": "a"}]}, "error", "offered twice"),
+        ({"type": "textfield", "key": "t", "properties": "personal"}, "error", "'properties' must be an object"),
+        ({"type": "number", "key": "n", "validate": {"min": float("inf")}}, "error", "validate.min must be a number"),
+        ({"type": "number", "key": "n", "validate": {"max": float("nan")}}, "error", "validate.max must be a number"),
+        ({"type": "textfield", "key": "t", "conditional": {"hide": "=" + "(" * 500 + "x" + ")" * 500}}, "error",
+         "nests parentheses more than 32 deep"),
+        ({"type": "textfield", "key": "t", "readonly": "=" + "not(" * 40 + "x" + ")" * 40}, "error",
+         "nests parentheses more than 32 deep"),
     ],
 )
 def test_problems_become_findings(component, severity, fragment):

@@ -166,12 +166,16 @@ def _lookup(path: tuple[str, ...]) -> Evaluator:
 # Parser
 
 
+MAX_NESTING = 32
+
+
 class _Parser:
     def __init__(self, source: str):
         self.source = source
         self.tokens = _tokenize(source)
         self.index = 0
         self.names: list[str] = []
+        self.depth = 0  # parentheses open at the current token
 
     @property
     def token(self) -> _Token:
@@ -295,7 +299,7 @@ class _Parser:
             return lambda scope: constant
         if self.accept("keyword", "not"):
             self.expect("punct", "(", "not(...) needs parentheses")
-            inner = self.disjunction()
+            inner = self.nested()
             self.expect("punct", ")", "closing not(...)")
 
             def negate(scope: Scope) -> bool | None:
@@ -304,7 +308,7 @@ class _Parser:
 
             return negate
         if self.accept("punct", "("):
-            inner = self.disjunction()
+            inner = self.nested()
             self.expect("punct", ")", "closing parenthesis")
             return inner
         if token.kind == "name":
@@ -312,6 +316,17 @@ class _Parser:
         if token.kind == "punct" and token.text == "[":
             raise self.error("lists are only supported after 'in'")
         raise self.error("expected a value, a field name or '('")
+
+    def nested(self) -> Evaluator:
+        """The expression inside parentheses; nesting is limited, so that neither parsing nor evaluating
+        it can exhaust Python's stack."""
+        if self.depth >= MAX_NESTING:
+            raise self.error(f"the expression nests parentheses more than {MAX_NESTING} deep")
+        self.depth += 1
+        try:
+            return self.disjunction()
+        finally:
+            self.depth -= 1
 
     def path(self) -> Evaluator:
         first = self.advance()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -45,7 +46,8 @@ def finding(file: str, element_id: str, severity: str, message: str):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A JSON number a form can use: not a boolean, and finite (JSON text like 1e999 reads as infinity)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _truthy(value: Any) -> bool:
@@ -108,7 +110,11 @@ class _Reader:
             return None  # the page always has its own submit button
         condition = self.condition(element_id, component)
         conditions = (*hide, condition) if condition else hide
-        personal = personal or _truthy((component.get("properties") or {}).get("personal"))
+        properties = component.get("properties") or {}
+        if not isinstance(properties, Mapping):
+            self.add(element_id, "error", "'properties' must be an object")
+            properties = {}
+        personal = personal or _truthy(properties.get("personal"))
         if kind == "group":
             return self.group(component, element_id, prefix, conditions, personal)
         if kind in DISPLAY_TYPES:
