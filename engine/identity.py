@@ -40,11 +40,18 @@ def verify_password(user: User, password: str) -> bool:
         return False
 
 
+#: the roles that work on cases; only they are candidates through a task's candidate groups (a unit's
+#: supervisors and admins are members of it too, but never see a case's personal data: DOMAIN.md)
+WORKING_ROLES = frozenset({"counsellor", "lead", "coordinator"})
+
+
 def groups_of(user: User) -> set[str]:
+    """The candidate groups the user belongs to: each unit they work in, and that unit with their role."""
     groups = set()
     for m in user.memberships:
-        groups.add(m.unit_id)
-        groups.add(f"{m.unit_id}:{m.role}")
+        if m.role in WORKING_ROLES:
+            groups.add(m.unit_id)
+            groups.add(f"{m.unit_id}:{m.role}")
     return groups
 
 

@@ -33,10 +33,10 @@ from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session, object_session
 
 from .errors import NotFound
-from .identity import groups_of
+from .identity import WORKING_ROLES, groups_of
 from .models import Membership, ProcessDefinition, ProcessInstance, Task, TaskCandidate, Unit, User
 
-STAFF_ROLES = frozenset({"counsellor", "lead", "coordinator"})
+STAFF_ROLES = WORKING_ROLES
 CASE_ROLES = frozenset({"counsellor", "lead"})
 #: who may start which procedure (process key -> roles); other processes: any staff role
 START_ROLES: Mapping[str, frozenset[str]] = {
@@ -323,7 +323,7 @@ def leads_for(user: User, task: Task, candidates: Mapping[str, set[str]]) -> boo
 
 
 def _can_task(user: User, permission: Permission, task: Task) -> bool:
-    if not roles(user):
+    if not roles(user) & STAFF_ROLES:
         return False
     session = object_session(task)
     candidates = task_candidates(session, task)
@@ -332,8 +332,10 @@ def _can_task(user: User, permission: Permission, task: Task) -> bool:
     excluded = user.username in candidates.get("not", ())
     is_open = task.state == "open"
     if permission is Permission.TASK_READ:
-        return not excluded and (mine or candidate or task.completed_by == user.username
-                                 or (is_open and leads_for(user, task, candidates)))
+        if not is_open:  # its answers are now the case's: whoever completed it, or who may read those
+            return task.completed_by == user.username or _can_case(
+                user, Permission.CASE_READ_PERSONAL, session.get(ProcessInstance, task.instance_id))
+        return not excluded and (mine or candidate or leads_for(user, task, candidates))
     if not is_open or excluded:
         return False
     if permission is Permission.TASK_WORK:

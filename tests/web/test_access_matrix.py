@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from engine.models import SavedFilter
-from tests.web.conftest import case_at_advice, login, open_task
+from engine import identity
+from engine.errors import PermissionDenied
+from engine.models import SavedFilter, Task
+from tests.web.conftest import case_at_advice, login, open_task, start_case
 from tests.web.models import PERSONAL
 from tests.web.test_modeller import modeller_draft
-from webapp.services import casefiles
+from webapp.services import casefiles, casework
 
 ROLES = ["alice", "otto", "lena", "carla", "sven", "mira", "adam", None]  # None: not signed in
 CASES = ("own", "foreign", "escalated")
@@ -255,3 +258,28 @@ def test_access_matrix(app, web, role):
             if case is not None and _level(role, case) == "none" and world.numbers[case] in body:
                 failures.append(f"{method} {target} ({key[0]}, {case}): shows the case number")
     assert not failures, "\n".join(failures)
+
+
+def test_a_units_supervisors_and_admins_are_never_candidates_of_its_tasks(app, web):
+    """A unit as candidate group ("lks") means the unit's staff: its supervisors (sven) and admins (adam)
+    are members too, but neither read nor work on its tasks, nor are they offered for a hand-over. And a
+    completed task's answers belong to the case: a former candidate without access to the case (carla,
+    coordinator in lks, the intake's candidate group) cannot read them either."""
+    done = case_at_advice(web, "bob", "rz-west")
+    running = start_case(web, "bob")
+    with web.transaction() as s:
+        tasks = {(t.instance_id, t.element_id): t.id for t in s.scalars(select(Task))}
+    completed, waiting = tasks[(done.id, "intake")], tasks[(running.id, "intake")]
+    for role in ("sven", "adam", "carla"):
+        client = app.test_client()
+        login(client, role)
+        for url in (f"/tasks/{completed}",) + ((f"/tasks/{waiting}",) if role != "carla" else ()):
+            assert client.get(url).status_code == 404, (role, url)
+            response = client.post(url, data={"action": "refresh"})
+            assert response.status_code == 404 and PERSONAL not in response.get_data(as_text=True), (role, url)
+        assert client.post(f"/tasks/{waiting}/claim").status_code == (404 if role != "carla" else 303)
+    with web.transaction() as s:
+        offered = {u.username for u in casework.colleagues(s, s.get(Task, waiting), identity.get_user(s, "bob"))}
+    assert "carla" in offered and not offered & {"sven", "adam"}
+    with web.transaction() as s, pytest.raises(PermissionDenied):
+        web.runtime(s).assign(waiting, assignee="adam", user="bob")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from engine import direct, policy
 from engine.forms import DisplayValue, FormDefinition
+from engine.identity import WORKING_ROLES
 from engine.memo import Memo
 from engine.models import (
     AuditEvent,
@@ -362,6 +363,7 @@ _OPEN_TASKS_WITH_CANDIDATES = (select(Task, TaskCandidate.kind, TaskCandidate.va
                                .where(Task.instance_id == bindparam("instance_id"), Task.state == "open")
                                .order_by(Task.created_at, Task.id))
 _CANDIDATE = aliased(TaskCandidate)
+_WORKING = or_(*(Membership.role == role for role in sorted(WORKING_ROLES)))  # no expanding IN: read directly
 #: the task's candidate users by name, and members of its candidate groups: a unit ("rz-west") or a unit
 #: and role ("lks:coordinator"; unit ids never contain a colon); not the excluded, the asker, the assignee
 _COLLEAGUES = (
@@ -374,7 +376,9 @@ _COLLEAGUES = (
                User.id.in_(select(Membership.user_id).join(_CANDIDATE, and_(
                    _CANDIDATE.task_id == bindparam("task_id"), _CANDIDATE.kind == "group",
                    or_(_CANDIDATE.value == Membership.unit_id,
-                       _CANDIDATE.value == Membership.unit_id + ":" + Membership.role))))))
+                       _CANDIDATE.value == Membership.unit_id + ":" + Membership.role)))
+                   .where(_WORKING))),
+           User.id.in_(select(Membership.user_id).where(_WORKING)))
     .order_by(User.display_name, User.username)
 )
 _DISPLAY_NAMES = select(User.username, User.display_name).where(User.username.in_(bindparam("names", expanding=True)))
