@@ -21,6 +21,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from . import checkpoints, config, writes
 from .errors import Conflict
 
+MAX_ID = 2**31 - 1  # the ids' type on PostgreSQL (INTEGER): a larger number names no row
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

@@ -40,7 +40,7 @@ _WORD_OPS = {"eq": "==", "ne": "!=", "lt": "<", "gt": ">", "le": "<=", "ge": ">=
              "and": "&&", "or": "||", "not": "!"}
 _SYMBOLS = ("==", "!=", "<=", ">=", "&&", "||", "<", ">", "!", "+", "-", "*", "/", "%", "(", ")",
             ".", "[", "]", "?", ":", ",", "{", "=", ";")
-_NUMBER = re.compile(r"\d+(\.\d*)?([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?")
+_NUMBER = re.compile(r"\d+(\.\d*)?([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?", re.ASCII)
 _IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
 # Python precedence levels used to decide where parentheses are needed.
@@ -73,8 +73,7 @@ def _tokenize(text: str, start: int) -> tuple[list[_Token], int]:
         elif ch in "'\"":
             value, i = _read_string(text, i)
             tokens.append(_Token("str", value, i))
-        elif ch.isdigit() or (ch == "." and i + 1 < len(text) and text[i + 1].isdigit()):
-            match = _NUMBER.match(text, i)
+        elif match := _NUMBER.match(text, i):
             tokens.append(_Token("num", match.group(0), i))
             i = match.end()
         elif _IDENT.match(text, i):

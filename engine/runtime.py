@@ -26,7 +26,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.camunda.specs.user_task import Form as CamundaForm
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import Select, String, bindparam, cast, func, select, update
+from sqlalchemy import Select, String, bindparam, cast, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -44,6 +44,7 @@ from .errors import (
     ValidationFailed,
 )
 from .forms import deep_merge
+from .identity import WORKING_ROLES
 from .models import CaseFact, Incident, Membership, ProcessDefinition, ProcessInstance, Task, TaskCandidate, Unit, User
 from .parser import MessageEventDefinition as ParsedMessageEventDefinition
 from .reporting import facts as reporting_facts
@@ -574,7 +575,7 @@ class Runtime:
             "excluded_users": excluded,
             "due_at": _instant(resolve(attrs.get("dueDate")), now),
             "follow_up_at": _instant(resolve(attrs.get("followUpDate")), now),
-            "priority": int(priority) if str(priority or "").strip().lstrip("-").isdigit() else 50,
+            "priority": _priority(priority),
             "form_ref": form_reference(attrs),
             "form_key": attrs.get("formKey"),
         }
@@ -598,7 +599,8 @@ def _access_columns(aggregate, separator, task_id) -> tuple:
     return (
         select(cast(User.is_active, String)).where(user).scalar_subquery(),
         select(aggregate(Membership.unit_id + ":" + Membership.role, separator))
-        .join(User, User.id == Membership.user_id).where(user).scalar_subquery(),
+        .join(User, User.id == Membership.user_id)
+        .where(user, or_(*(Membership.role == role for role in sorted(WORKING_ROLES)))).scalar_subquery(),
         select(aggregate(TaskCandidate.kind + " " + TaskCandidate.value, separator))
         .where(TaskCandidate.task_id == task_id).scalar_subquery(),
     )
@@ -837,6 +839,18 @@ def _check_storable(data: dict) -> None:
     if problems:
         raise ValidationFailed("data that cannot be stored", errors={path: [message]
                                                                      for path, message in problems.items()})
+
+
+_INTEGER = re.compile(r"\s*-?[0-9]{1,12}\s*")
+_INT_RANGE = (-2**31, 2**31 - 1)  # the priority column's
+
+
+def _priority(value) -> int:
+    """A task's priority from its resolved `camunda:priority`: a whole number (kept within the column's
+    range), else the default 50."""
+    if not _INTEGER.fullmatch(str(value if value is not None else "")):
+        return 50
+    return min(max(int(value), _INT_RANGE[0]), _INT_RANGE[1])
 
 
 def _split(value: str | list | None) -> list[str]:

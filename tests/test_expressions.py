@@ -106,6 +106,12 @@ def test_template_parts_and_resolution():
         template("${bean.call()}")
 
 
+@pytest.mark.parametrize("juel", ["${x > ²}", "${x == ١٩}", "${x > 1²}"])
+def test_digits_other_than_ascii_are_not_numbers(juel):
+    with pytest.raises(ExpressionError):
+        translate(juel)
+
+
 @pytest.mark.parametrize(
     ("value", "kind", "expected"),
     [

@@ -103,6 +103,17 @@ def test_an_approval_runs_through_with_candidates_due_dates_and_a_camunda_condit
         assert "end_yes" in completed_elements(org.runtime(s).load_workflow(s.get(ProcessInstance, iid)))
 
 
+@pytest.mark.parametrize("value, priority", [("7", 7), (" -5 ", -5), ("²", 50), ("--5", 50), ("", 50), ("x", 50),
+                                             ("99999999999", 2**31 - 1), ("1" * 40, 50)])
+def test_a_task_priority_is_a_whole_number_in_the_columns_range_or_the_default(org, value, priority):
+    _deploy(org, prio=modelkit.definitions("prio", "\n".join([
+        '<bpmn:startEvent id="start" />',
+        modelkit.user_task("t", "T", 'camunda:candidateGroups="rz-west" camunda:priority="${p}"'),
+        '<bpmn:endEvent id="end" />', modelkit.flow("f1", "start", "t"), modelkit.flow("f2", "t", "end")])))
+    (task,) = _open(org, _start(org, "prio", p=value))
+    assert task.priority == priority
+
+
 def test_the_default_flow_is_taken_when_the_condition_is_false(org):
     _deploy(org, approval=modelkit.approval())
     iid = _start(org, "approval", unit="rz-west")

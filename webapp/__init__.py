@@ -17,8 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from engine import config as engine_config
+from engine.db import MAX_ID
 
 from .i18n import LanguageEnvironment
 from .security import CleanRequest
@@ -49,6 +51,14 @@ def _settings() -> dict:
     }
 
 
+class _IdConverter(IntegerConverter):
+    """`<int:...>` with no value beyond the database's ids: such a path names nothing (404) rather than
+    reaching a query that the database refuses."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=MAX_ID, signed=False):
+        super().__init__(map, fixed_digits, min, max, signed)
+
+
 class _App(Flask):
     jinja_environment = LanguageEnvironment
     session_interface = SessionInterface()
@@ -71,6 +81,7 @@ class _App(Flask):
 
 def create_app(test_config: dict | None = None) -> Flask:
     app = _App(__name__, instance_path=str(engine_config.instance_path()))
+    app.url_map.converters["int"] = _IdConverter
     app.config.from_mapping(
         SESSION_COOKIE_NAME="fallwerk_session",
         SESSION_COOKIE_HTTPONLY=True,

@@ -40,7 +40,7 @@ class SignedIn(UserMixin):
 @login_manager.user_loader
 def _load(user_id: str):
     ident, _, fragment = user_id.partition(":")
-    if not ident.isdigit():
+    if not (ident.isascii() and ident.isdigit()):
         return None
     row = load_user(database.session(), int(ident))  # with the memberships every permission asks about
     if row is None or not row.is_active or (row.password_hash or "")[-16:] != fragment:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from ..db import MAX_ID
 from ..models import CaseFact, ProcessDefinition, ProcessInstance, Task, User
 from .scope import case_scope
 
@@ -51,7 +52,7 @@ class InstanceFilter:
 
         def number(name: str) -> int | None:
             value = (args.get(name) or "").strip()
-            return min(int(value), MAX_AGE_DAYS) if value.isdigit() else None
+            return min(int(value), MAX_AGE_DAYS) if value.isascii() and value.isdigit() else None
 
         status = args.get("status") or ""
         sort = args.get("sort") or "started_desc"
@@ -175,8 +176,11 @@ def _parse_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         return None
     at, _, ident = cursor.rpartition("|")
     try:
-        return datetime.fromisoformat(at), int(ident)
-    except ValueError:
+        position, last_id = datetime.fromisoformat(at), int(ident)
+        if position.tzinfo is None or not 0 < last_id <= MAX_ID:
+            return None
+        return position.astimezone(UTC), last_id
+    except (ValueError, OverflowError):  # OverflowError: an instant beyond the calendar once in UTC
         return None
 
 

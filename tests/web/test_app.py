@@ -270,3 +270,29 @@ def test_page_links_follow_the_script_root_the_app_is_served_under(client, web):
         page = client.get("/", base_url=f"http://localhost{root}").get_data(as_text=True)
         assert f'href="{root}/static/css/app.css"' in page and f'href="{root}/account"' in page
         assert f'action="{root}/logout"' in page
+
+
+def test_an_id_beyond_the_databases_integers_is_not_found(app, client, web):
+    """Every `<int:...>` in a path ends at PostgreSQL's INTEGER (SQLite's at 2**63 - 1): a larger number is
+    a 404 of the router, never a query the database refuses."""
+    case = case_at_advice(web)
+    assert app.url_map.bind("localhost").match(f"/cases/{2**31 - 1}") == ("cases.show", {"case_id": 2**31 - 1})
+    login(client, "carla")  # a coordinator: cases, the monitor and the modeller
+    for number in (2**31, 9999999999, 10**20):
+        for url in (f"/cases/{number}", f"/cases/{number}/diagram.bpmn", f"/cases/{case.id}/attachments/{number}",
+                    f"/monitor/cases/{number}", f"/monitor/procedures/casework/{number}",
+                    f"/monitor/procedures/casework/{number}/diagram.bpmn", f"/modeller/drafts/{number}",
+                    f"/modeller/drafts/{number}/model.bpmn",
+                    f"/modeller/procedures/casework/versions/{number}/model.bpmn"):
+            assert client.get(url).status_code == 404, url
+        for url in (f"/cases/{number}/comments", f"/monitor/cases/{number}/retry", f"/modeller/drafts/{number}/check",
+                    f"/filters/{number}/delete"):
+            assert client.post(url).status_code == 404, url
+
+
+def test_a_session_whose_user_id_is_no_ascii_number_signs_nobody_in(client, web):
+    login(client, "alice")
+    with client.session_transaction() as session:
+        session["_user_id"] = "²:" + session["_user_id"].partition(":")[2]  # "²".isdigit(), but int() refuses it
+    response = client.get("/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")

@@ -11,6 +11,7 @@ import csv
 import io
 import re
 import zipfile
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
@@ -141,6 +142,38 @@ def test_figures_suppress_small_cells_and_export_csv(site):
     for row in rows:
         for cell in row:
             assert cell not in ("1", "2", "3", "4"), f"a small count is published: {row}"
+
+
+def test_numbers_that_are_not_ascii_digits_are_ignored_like_other_invalid_ones(site):
+    """`"²".isdigit()` is true, but int() refuses it."""
+    app, _, _ = site
+    assert "<h1>Kennzahlen 2026</h1>" in _text(app, "sven", "/monitor/figures?year=²")  # the current year
+    rows = list(csv.reader(io.StringIO(_get(app, "sven", "/monitor/figures.csv?year=²").get_data().decode("utf-8-sig")),
+                           delimiter=";"))
+    assert rows[0][0] == "Kennzahlen 2026"
+    every = set(_case_links(_text(app, "sven", "/monitor/")))
+    for query in ("min_age=²", "max_age=³", "min_age=١٢", "max_age=1²"):
+        assert set(_case_links(_text(app, "sven", f"/monitor/?{query}"))) == every, query
+    consultation = set(_case_links(_text(app, "sven", "/monitor/?process=consultation")))
+    assert set(_case_links(_text(app, "sven", "/monitor/?process=consultation&version=²"))) == consultation
+    exported = _get(app, "sven", "/monitor/export.csv?min_age=¹")
+    assert exported.status_code == 200 and len(exported.get_data().decode("utf-8-sig").splitlines()) == 1 + len(every)
+
+
+def test_a_page_cursor_that_cannot_be_used_shows_the_first_page(site):
+    """A cursor names an instant with its offset (the columns hold UTC) and an id of the database's range."""
+    app, _, _ = site
+    unusable = ("2024-01-01|1", "0001-01-01|1", "9999-12-31T23:59:59.999999|1", "0001-01-01T00:00:00+05:00|1",
+                "9999-12-31T23:59:59.999999-01:00|1", "2026-01-01T00:00:00+00:00|2147483648",
+                "2026-01-01T00:00:00+00:00|99999999999999999999", "2026-01-01T00:00:00+00:00|0", "x|y")
+    for sort in ("started_desc", "started_asc", "updated_desc"):
+        first = _case_links(_text(app, "sven", f"/monitor/?sort={sort}"))
+        for cursor in unusable:
+            for direction in ("after", "before"):
+                html = _text(app, "sven", f"/monitor/?sort={sort}&{direction}={quote(cursor)}")
+                assert _case_links(html) == first and 'rel="prev"' not in html, (sort, direction, cursor)
+    html = _text(app, "sven", f"/monitor/?after={quote('9999-12-31T23:59:59.999999+00:00|2147483647')}")
+    assert _case_links(html) == _case_links(_text(app, "sven", "/monitor/")) and 'rel="prev"' in html
 
 
 def test_a_ministry_sees_figures_only(site):

@@ -247,8 +247,8 @@ def overdue_work():
 def _figures():
     now = _now()
     args = request.args
-    year = int(args["year"]) if (args.get("year") or "").isdigit() and 2000 <= int(args["year"]) <= 2100 \
-        else local_year(now)
+    asked = args.get("year", "")
+    year = int(asked) if asked.isascii() and asked.isdigit() and 2000 <= int(asked) <= 2100 else local_year(now)
     granularity = args.get("period") if args.get("period") in GRANULARITIES else "quarter"
     metric = args.get("metric") if args.get("metric") in figures.METRICS else "new"
     session = database.session()
