@@ -9,7 +9,7 @@ import re
 import time
 import uuid
 
-from flask import Flask, Request, g, request
+from flask import Flask, Request, abort, g, request
 from werkzeug.datastructures import ImmutableMultiDict, iter_multi_items
 
 log = logging.getLogger("webapp.request")
@@ -79,8 +79,15 @@ def _log(response):
     return response
 
 
+def _no_nul_in_path() -> None:
+    """A path with a NUL character names nothing (and PostgreSQL could not even compare it with an id)."""
+    if "\x00" in request.path:
+        abort(404)
+
+
 def init_app(app: Flask) -> None:
-    app.before_request(_start)
+    # first of all hooks, so that what answers early (CSRF, a too large body) has the request id too
+    app.before_request_funcs.setdefault(None, [])[:0] = [_start, _no_nul_in_path]
     app.after_request(_log)
     app.after_request(_headers)
 

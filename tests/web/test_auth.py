@@ -76,7 +76,9 @@ def test_every_post_route_checks_the_csrf_token(app, web):
     client = app.test_client()
     login(client, "alice")
     assert client.post("/logout").status_code == 400
-    assert client.post("/filters", data={"name": "x"}).status_code == 400
+    response = client.post("/filters", data={"name": "x"}, headers={"X-Request-ID": "req-csrf"})
+    assert response.status_code == 400 and response.headers["X-Request-ID"] == "req-csrf"
+    assert 'data-testid="request-id">req-csrf<' in response.get_data(as_text=True)  # named for enquiries
 
 
 def test_only_a_local_next_address_is_followed(client, alice_password):

@@ -252,3 +252,8 @@ def test_nul_characters_in_fields_and_query_arguments_are_dropped(client, web, c
     client.post("/logout")
     response = client.post("/login", data={"username": "al\x00ice", "password": "falsch"})
     assert response.status_code == 401 and "Anmeldung fehlgeschlagen" in response.get_data(as_text=True)
+    client.post("/login", data={"username": "alice", "password": "falsch"})
+    login(client, "alice")
+    for path in ("/tasks/%00", f"/cases/{case.id}%00", "/tasks/abc%00/claim"):
+        response = client.get(path) if "claim" not in path else client.post(path)
+        assert response.status_code == 404, path

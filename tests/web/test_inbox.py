@@ -3,6 +3,8 @@ over, overdue marks and saved filters."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from datetime import timedelta
 
@@ -167,9 +169,22 @@ def test_pages_follow_each_other_without_gaps_or_repeats(app, client, web, tasks
         assert sorted(seen) == sorted(tasks) and len(seen) == 5, sort
 
 
-def test_a_broken_cursor_shows_the_first_page(client, tasks):
+def _cursor(value) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("sort, after", [
+    ("due", "kaputt"),
+    ("priority", _cursor([10**30, "x"])),  # beyond the column's integers
+    ("priority", _cursor([2**31, "x"])),
+    ("due", base64.urlsafe_b64encode(b"[" * 2000 + b"]" * 2000).decode()),  # nested past the parser's stack
+    ("due", _cursor(["2026-01-01T00:00:00", "x\u0000"])),  # PostgreSQL cannot compare a NUL
+    ("created", _cursor(["2026-01-01T00:00:00", "x" * 500])),
+])
+def test_a_broken_cursor_shows_the_first_page(client, tasks, sort, after):
     login(client, "alice")
-    assert len(_ids(client.get("/?view=team&after=kaputt"))) == 5
+    response = client.get(f"/?view=team&sort={sort}&after={after}")
+    assert response.status_code == 200 and len(_ids(response)) == 5
 
 
 def test_a_filter_is_saved_listed_and_deleted(client, web, tasks):

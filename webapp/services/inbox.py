@@ -192,21 +192,28 @@ def _cursor(task: Task, sort: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([value, task.id]).encode()).decode().rstrip("=")
 
 
+MAX_CURSOR = 200  # characters; a real one has about 80
+
+
 def decode_cursor(text: str | None, sort: str = "due") -> list | None:
-    if not text:
+    """The position a page link carries, or None (the first page) for anything that is not one: it comes
+    from the URL, so it may be anything."""
+    if not text or len(text) > MAX_CURSOR:
         return None
     try:
         value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)):
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)
+                and len(value[1]) <= 36 and "\x00" not in value[1]):
             return None
         if sort == "priority":
-            return value if isinstance(value[0], int) and not isinstance(value[0], bool) else None
+            whole = isinstance(value[0], int) and not isinstance(value[0], bool)
+            return value if whole and -2**31 <= value[0] < 2**31 else None
         if value[0] is None and sort == "due":
             return value
         if isinstance(value[0], str):
             datetime.fromisoformat(value[0])
             return value
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     return None
 
