@@ -244,6 +244,18 @@ class SavedFilter(Base):
     created_at: Mapped[datetime]
 
 
+class StartSubmission(Base):
+    """A start form sent once: its random token and the case it started, so that the same form sent
+    again (a double click, a reload) leads to that case instead of starting a second one."""
+
+    __tablename__ = "start_submissions"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(80))
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+
+
 class CaseComment(Base):
     __tablename__ = "case_comments"
     __table_args__ = (Index("ix_case_comments_instance", "instance_id", "id"),)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 from sqlalchemy import select
 
@@ -92,3 +93,47 @@ def test_start_data_defaults_declared_in_the_model_are_passed(client, web):
 def test_an_unknown_procedure_is_404(client, web):
     login(client, "alice")
     assert client.get("/procedures/gibt-es-nicht").status_code == 404
+
+
+def _submission(client, key: str) -> str:
+    page = client.get(f"/procedures/{key}").get_data(as_text=True)
+    return re.search(r'name="submission" value="([^"]+)"', page).group(1)
+
+
+def test_a_start_form_sent_twice_starts_one_case_and_leads_to_it(client, web):
+    login(client, "alice")
+    token = _submission(client, "casework")
+    first = client.post("/procedures/casework", data={"submission": token})
+    again = client.post("/procedures/casework", data={"submission": token})
+    assert first.status_code == again.status_code == 303 and first.headers["Location"] == again.headers["Location"]
+    with web.transaction() as s:
+        instance = s.scalars(select(ProcessInstance)).one()
+    page = client.get(again.headers["Location"]).get_data(as_text=True)
+    assert f"Dieses Formular wurde bereits abgeschickt: der Fall {instance.case_number} ist angelegt." in page
+    assert _submission(client, "casework") != token  # a new form is a new case
+    assert client.post("/procedures/casework", data={"submission": _submission(client, "casework")}).status_code == 303
+    with web.transaction() as s:
+        assert len(s.scalars(select(ProcessInstance)).all()) == 2
+
+
+def test_a_double_click_on_start_starts_one_case_even_while_the_first_request_runs(app, web):
+    """Both requests run at once: the second waits for the first's token row and then leads to its case."""
+    clients = [app.test_client() for _ in range(2)]
+    for c in clients:
+        login(c, "alice")
+    token = _submission(clients[0], "casework")
+    barrier, answers = threading.Barrier(2), []
+
+    def send(c):
+        barrier.wait()
+        answers.append(c.post("/procedures/casework", data={"submission": token}))
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [303, 303]
+    assert answers[0].headers["Location"] == answers[1].headers["Location"]
+    with web.transaction() as s:
+        assert len(s.scalars(select(ProcessInstance)).all()) == 1
