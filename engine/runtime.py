@@ -222,10 +222,16 @@ class Runtime:
         return row
 
     # --- events --------------------------------------------------------------------------------------
-    def send_message(self, instance_id: int, name: str, *, user: str, payload: dict | None = None) -> ProcessInstance:
+    def send_message(self, instance_id: int, name: str, *, user: str, payload: dict | None = None,
+                     precondition: Callable[[BpmnWorkflow], None] | None = None) -> ProcessInstance:
+        """Send message `name` to the instance. `precondition(workflow)` runs under the instance's lock on
+        its current state, and may refuse the message by raising (a FallwerkError): a second request that
+        raced the first sees what the first did."""
         instance = self._lock(instance_id)
         self._require_running(instance)
         workflow = self._load(instance)
+        if precondition is not None:
+            precondition(workflow)
         payload = dict(payload or {})
         _check_keys(payload)
         event = _message_event(workflow, name, payload)

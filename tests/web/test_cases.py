@@ -8,7 +8,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from engine.models import Task
 from tests.web.conftest import case_at_advice, complete, login, open_task
 from tests.web.models import PERSONAL
 
@@ -204,6 +206,19 @@ def test_support_is_requested_and_the_coordinators_see_the_case_without_personal
     assert PERSONAL not in page and "Personenbezogene Angaben sind ausgeblendet." in page
     assert "RZ West" in _section(page, "case-data")
     assert client.get(f"/tasks/{review.id}").status_code == 200
+
+
+def test_a_second_request_for_support_while_the_first_is_open_is_refused(client, web, case):
+    """A double click, or a colleague who was quicker: one escalation, one review task."""
+    for _ in range(3):
+        assert client.post(f"/cases/{case.id}/escalate",
+                           data={"kind": "support", "reason": "Drohungen im Ort"}).status_code == 303
+    with web.transaction() as s:
+        reviews = s.scalars(select(Task).where(Task.instance_id == case.id, Task.element_id == "review")).all()
+    assert len(reviews) == 1
+    page = client.get(f"/cases/{case.id}").get_data(as_text=True)
+    assert "Für diesen Fall ist bereits eine Anfrage auf Unterstützung offen." in page
+    assert 'data-testid="escalation-form"' not in page  # offered again once the first is handled
 
 
 def test_after_consent_the_coordinators_see_personal_data(client, web, case):

@@ -17,6 +17,7 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session, aliased, defer
 
 from engine import direct, policy
+from engine.errors import FallwerkError
 from engine.forms import DisplayValue, FormDefinition
 from engine.identity import WORKING_ROLES
 from engine.memo import Memo
@@ -30,6 +31,7 @@ from engine.models import (
     TaskCandidate,
     User,
 )
+from engine.reporting.facts import ESCALATION_KIND
 from engine.runtime import Runtime, adopt_case, task_form
 from engine.specs import LoadedDefinition
 from engine.workflow_tasks import tasks_in
@@ -158,6 +160,22 @@ def _listening(workflow, active: set[str]) -> set[str]:
         if not active & inner:
             idle.add(name)
     return idle
+
+
+class EscalationOpen(FallwerkError):
+    code = "escalation_open"
+
+
+def escalation_open(workflow) -> bool:
+    """Whether a request for support of this case is still being handled (its event subprocess runs)."""
+    return any(not sub.is_completed() and any(type(t.task_spec).__name__ == "StartEvent" and ESCALATION_KIND in t.data
+                                              for t in sub.tasks.values())
+               for sub in workflow.subprocesses.values())
+
+
+def refuse_a_second_escalation(workflow) -> None:
+    if escalation_open(workflow):
+        raise EscalationOpen("a request for support of this case is still open")
 
 
 def waits_for_message(workflow, name: str) -> bool:

@@ -37,7 +37,8 @@ def _page(instance, *, status: int = 200, comment_form=None, attachment_form=Non
     done, active = casework.markers(instance, workflow)
     open_tasks = casework.open_tasks(session, instance.id)
     content, personal = can(Permission.CASE_READ_CONTENT), can(Permission.CASE_READ_PERSONAL)
-    escalation = can(Permission.CASE_ESCALATE) and casework.waits_for_message(workflow, casework.ESCALATION_MESSAGE)
+    escalation = (can(Permission.CASE_ESCALATE) and casework.waits_for_message(workflow, casework.ESCALATION_MESSAGE)
+                  and not casework.escalation_open(workflow))
     history = casework.history(session, instance, names) if content else []
     return render_template(
         "case.html", instance=instance, names=names, done=done, active=active, open_tasks=open_tasks,
@@ -170,7 +171,12 @@ def escalate(case_id: int):
     try:
         database.runtime().send_message(
             instance.id, casework.ESCALATION_MESSAGE, user=me().username,
-            payload={"escalation_kind": form.kind.data, "escalation_reason": form.reason.data.strip()})
+            payload={"escalation_kind": form.kind.data, "escalation_reason": form.reason.data.strip()},
+            precondition=casework.refuse_a_second_escalation)
+    except casework.EscalationOpen:  # a second click, or a colleague was quicker
+        database.rollback()
+        flash(_("Für diesen Fall ist bereits eine Anfrage auf Unterstützung offen."), "info")
+        return redirect(url_for("cases.show", case_id=case_id), code=303)
     except FallwerkError as exc:
         database.rollback()
         flash(_("Für diesen Fall kann gerade keine Unterstützung angefordert werden.") if exc.code == "error"
