@@ -66,8 +66,10 @@ class PasswordChangeForm(AppForm):
                             render_kw={"autocomplete": "current-password"})
     new = PasswordField(_l("Neues Passwort"), description=_l("Mindestens 10 Zeichen, nicht Ihr Benutzername."),
                         validators=[DataRequired(_l("Bitte geben Sie ein neues Passwort ein.")),
-                                    Length(min=MIN_PASSWORD, max=200,
-                                           message=_l("Das neue Passwort muss mindestens 10 Zeichen lang sein."))],
+                                    Length(min=MIN_PASSWORD,
+                                           message=_l("Das neue Passwort muss mindestens 10 Zeichen lang sein.")),
+                                    Length(max=200, message=_l("Das neue Passwort darf höchstens 200 Zeichen "
+                                                               "lang sein."))],
                         render_kw={"autocomplete": "new-password"})
     repeat = PasswordField(_l("Neues Passwort wiederholen"),
                            validators=[EqualTo("new", _l("Die beiden neuen Passwörter stimmen nicht überein."))],
@@ -87,8 +89,13 @@ class LanguageForm(AppForm):
                         validators=[DataRequired(_l("Bitte wählen Sie eine Sprache."))])
 
 
+def strip(value):
+    """What a person typed, without the spaces around it (which would count towards a minimum length)."""
+    return value.strip() if isinstance(value, str) else value
+
+
 class CommentForm(AppForm):
-    body = TextAreaField(_l("Kommentar"), validators=[
+    body = TextAreaField(_l("Kommentar"), filters=[strip], validators=[
         DataRequired(_l("Bitte schreiben Sie einen Kommentar.")),
         Length(max=5000, message=_l("Ein Kommentar darf höchstens 5.000 Zeichen lang sein."))])
 
@@ -99,7 +106,7 @@ class AttachmentForm(AppForm):
 
 
 class CancelForm(AppForm):
-    reason = TextAreaField(_l("Begründung"), validators=[
+    reason = TextAreaField(_l("Begründung"), filters=[strip], validators=[
         DataRequired(_l("Bitte begründen Sie den Abbruch.")),
         Length(min=5, max=2000, message=_l("Die Begründung muss zwischen 5 und 2.000 Zeichen lang sein."))])
 
@@ -109,13 +116,13 @@ class EscalationForm(AppForm):
         ("support", _l("Unterstützung durch das landesweite Beratungsnetzwerk")),
         ("statewide", _l("Fall von landesweiter Bedeutung"))]),
         validators=[DataRequired(_l("Bitte wählen Sie die Art der Unterstützung."))])
-    reason = TextAreaField(_l("Begründung"), validators=[
+    reason = TextAreaField(_l("Begründung"), filters=[strip], validators=[
         DataRequired(_l("Bitte begründen Sie die Anfrage.")),
         Length(max=2000, message=_l("Die Begründung darf höchstens 2.000 Zeichen lang sein."))])
 
 
 class SavedFilterForm(AppForm):
-    name = StringField(_l("Name des Filters"), validators=[
+    name = StringField(_l("Name des Filters"), filters=[strip], validators=[
         DataRequired(_l("Bitte geben Sie dem Filter einen Namen.")),
         Length(max=80, message=_l("Der Name darf höchstens 80 Zeichen lang sein."))])
     query = HiddenField()

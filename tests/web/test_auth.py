@@ -169,6 +169,7 @@ def test_a_replaced_secret_key_still_opens_sessions_signed_with_the_old_one(app,
     ("kurz", "mindestens 10 Zeichen"),
     ("alice", "mindestens 10 Zeichen"),
     ("Alice", "mindestens 10 Zeichen"),
+    ("x" * 201, "höchstens 200 Zeichen"),
 ])
 def test_a_new_password_needs_ten_characters(client, alice_password, new, message):
     _sign_in(client, "alice", alice_password)

@@ -177,7 +177,8 @@ def test_a_request_over_the_upload_limit_gets_the_413_page(app, client, case):
 def test_the_lead_cancels_a_case_with_a_reason(client, web, case):
     login(client, "lena")
     assert client.post(f"/cases/{case.id}/cancel", data={"reason": ""}).status_code == 422
-    response = client.post(f"/cases/{case.id}/cancel", data={"reason": "Doppelt erfasst."})
+    assert client.post(f"/cases/{case.id}/cancel", data={"reason": "a     "}).status_code == 422  # spaces are no reason
+    response = client.post(f"/cases/{case.id}/cancel", data={"reason": "  Doppelt erfasst. "})
     assert response.status_code == 303
     page = client.get(f"/cases/{case.id}").get_data(as_text=True)
     assert "abgebrochen" in _section(page, "status") or ">abgebrochen<" in page

@@ -152,7 +152,7 @@ def cancel(case_id: int):
     if not form.validate_on_submit():
         return _page(instance, status=422, cancel_form=form)
     try:
-        database.runtime().cancel(instance.id, user=me().username, reason=form.reason.data.strip())
+        database.runtime().cancel(instance.id, user=me().username, reason=form.reason.data)
     except FallwerkError as exc:
         database.rollback()
         flash(engine_message(exc), "error")
@@ -171,7 +171,7 @@ def escalate(case_id: int):
     try:
         database.runtime().send_message(
             instance.id, casework.ESCALATION_MESSAGE, user=me().username,
-            payload={"escalation_kind": form.kind.data, "escalation_reason": form.reason.data.strip()},
+            payload={"escalation_kind": form.kind.data, "escalation_reason": form.reason.data},
             precondition=casework.refuse_a_second_escalation)
     except casework.EscalationOpen:  # a second click, or a colleague was quicker
         database.rollback()

@@ -42,9 +42,9 @@ def save_filter():
 
     f = service.InboxFilter.from_args(dict(parse_qsl(form.query.data or "")))
     existing = session.scalar(select(SavedFilter).where(SavedFilter.user_id == user.id,
-                                                        SavedFilter.name == form.name.data.strip()))
+                                                        SavedFilter.name == form.name.data))
     if existing is None:
-        existing = SavedFilter(user_id=user.id, name=form.name.data.strip(), created_at=database.clock().now())
+        existing = SavedFilter(user_id=user.id, name=form.name.data, created_at=database.clock().now())
         session.add(existing)
     existing.query = f.query_string()
     flash(_("Filter „%(name)s“ gespeichert.", name=existing.name), "success")
