@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from engine.models import Task
+from engine.models import CaseAttachment, Task
 from tests.web.conftest import case_at_advice, complete, login, open_task
 from tests.web.models import PERSONAL
 
@@ -118,9 +118,23 @@ def test_an_allowed_file_is_stored_outside_the_web_root_and_downloaded_as_attach
     assert len(stored) == 1 and name not in stored[0].name and re.fullmatch(r"[0-9a-f]{48}", stored[0].name)
     response = client.get(link)
     assert response.status_code == 200 and response.get_data() == content and response.mimetype == mimetype
+    assert response.headers["Content-Type"].count("charset") == (1 if mimetype == "text/plain" else 0)
     assert response.headers["Content-Disposition"].startswith("attachment;")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     response.close()
+
+
+@pytest.mark.parametrize(("name", "kept"), [
+    ("a" * 250 + ".txt", "a" * 196 + ".txt"),  # shortened before its extension, which decides the type
+    ("rechnung\u202etxt.exe\u202c.txt", "rechnungtxt.exe.txt"),  # no direction overrides to disguise a name
+    ("../../etc/.hidden.txt", "hidden.txt"),
+])
+def test_a_file_name_keeps_its_extension_and_loses_what_could_mislead(app, client, case, name, kept):
+    assert _upload(client, case, name, b"Notiz\n").status_code == 303
+    with app.app_context():
+        from webapp import database
+
+        assert database.session().scalars(select(CaseAttachment.filename)).all() == [kept]
 
 
 def test_a_stored_file_is_removed_when_its_row_is_rolled_back_and_kept_when_committed(web, tmp_path):

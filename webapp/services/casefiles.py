@@ -66,10 +66,16 @@ def attachments(session: Session, instance: ProcessInstance) -> list[CaseAttachm
 
 
 def clean_filename(name: str) -> str:
-    """The file's own name without any path, control characters or leading dots; never empty."""
+    """The file's own name without any path, control or format characters (bidirectional overrides could
+    disguise `rechnung\u202etxt.exe` as `rechnungexe.txt`) or leading dots; at most 200 characters, its
+    extension kept; never empty."""
     name = unicodedata.normalize("NFC", name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = re.sub(r"[\x00-\x1f\x7f\"<>|:*?]", "", name).strip().lstrip(".")
-    return name[:200] or "datei"
+    name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf") and c not in '"<>|:*?')
+    name = name.strip().lstrip(".")
+    if len(name) > 200:
+        stem, dot, ext = name.rpartition(".")
+        name = stem[:200 - len(ext) - 1] + dot + ext if dot and len(ext) <= 10 else name[:200]
+    return name or "datei"
 
 
 def extension(name: str) -> str:

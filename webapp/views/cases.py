@@ -138,8 +138,9 @@ def download(case_id: int, attachment_id: int):
 
     audit.record(session, at=database.clock().now(), actor=me().username, action="download",
                  instance_id=instance.id, attachment=row.id)
-    response = send_file(path, mimetype=row.content_type, as_attachment=True, download_name=row.filename,
-                         max_age=0, etag=False, conditional=False)
+    response = send_file(path, as_attachment=True, download_name=row.filename, max_age=0, etag=False,
+                         conditional=False)
+    response.headers["Content-Type"] = row.content_type  # as stored (send_file would add a second charset)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
