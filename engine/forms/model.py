@@ -203,8 +203,8 @@ class FormDefinition:
             f = self._by_key[key]
             try:
                 coerced[key] = values.coerce(f, raw, f.options_in(context))
-            except values.Invalid as exc:
-                problems[key] = str(exc)
+            except values.Invalid as exc:  # its Message, which keeps the template a user interface translates
+                problems[key] = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
         return coerced, problems
 
     def _hidden(self, coerced: Mapping[str, Any], context: Mapping[str, Any] | None) -> frozenset[str]:

@@ -65,6 +65,9 @@ def test_an_english_user_reads_the_validation_messages_in_english(client, web):
     page = client.post(f"/tasks/{task_id}", data={"action": "complete", "sessions": "50", "advice_notes": NOTES}
                        ).get_data(as_text=True)
     assert "The value must not be greater than 20." in page  # a message with a value
+    page = client.post(f"/tasks/{task_id}", data={"action": "complete", "sessions": "zwei", "advice_notes": NOTES}
+                       ).get_data(as_text=True)
+    assert "Please enter a number." in page and "Bitte geben Sie" not in page  # the field's type refused it
     intake = open_task(web, start_case(web).id, "intake").id  # a select: its blank choice comes from the engine
     page = client.get(f"/tasks/{intake}").get_data(as_text=True)
     assert '<option value="">Please choose …</option>' in page and "Bitte wählen" not in page
