@@ -73,22 +73,31 @@ def requires(permission: policy.Permission):
 
 def authenticate(username: str, password: str) -> User | None:
     """The user for these credentials, or None; counts failures and locks after MAX_FAILURES."""
-    session, now = database.session(), database.clock().now()
-    row = session.scalar(select(User).where(User.username == username.strip().lower()))
+    row = database.session().scalar(select(User).where(User.username == username.strip().lower()))
     if row is None or not row.is_active:
         _hasher_check(password)
         return None
-    if row.locked_until is not None and row.locked_until > now:
+    return row if password_matches(row, password) else None
+
+
+def is_locked(row: User) -> bool:
+    return row.locked_until is not None and row.locked_until > database.clock().now()
+
+
+def password_matches(row: User, password: str) -> bool:
+    """Whether `password` is the user's, counting a wrong one (also when it is asked again to change it,
+    so that a taken-over session cannot guess it): MAX_FAILURES lock the account for LOCK_FOR."""
+    if is_locked(row):
         _hasher_check(password)
-        return None
+        return False
     if not verify_password(row, password):
         row.failed_logins = (row.failed_logins or 0) + 1
         if row.failed_logins >= MAX_FAILURES:
-            row.failed_logins, row.locked_until = 0, now + LOCK_FOR
+            row.failed_logins, row.locked_until = 0, database.clock().now() + LOCK_FOR
         database.keep_changes()
-        return None
+        return False
     row.failed_logins, row.locked_until = 0, None
-    return row
+    return True
 
 
 @functools.cache

@@ -222,3 +222,16 @@ def test_development_generates_a_secret_key_with_a_warning(monkeypatch, web, cap
     app = create_app({"FALLWERK_ENGINE": web.engine})
     assert len(app.config["SECRET_KEY"]) >= 32
     assert "generated secret key" in caplog.text
+
+
+def test_wrong_current_passwords_count_towards_the_lock_like_failed_sign_ins(client, web, alice_password):
+    """A taken-over session must not be a way to guess the password."""
+    _sign_in(client, "alice", alice_password)
+    for _ in range(4):
+        response = client.post("/account/password", data={"current": "geraten", "new": "x" * 12, "repeat": "x" * 12})
+        assert response.status_code == 422 and "Das aktuelle Passwort ist nicht richtig." in response.get_data(True)
+    response = client.post("/account/password", data={"current": "geraten", "new": "x" * 12, "repeat": "x" * 12})
+    assert response.status_code == 303 and response.headers["Location"].startswith("/login")
+    assert "für 15 Minuten gesperrt" in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert client.get("/account").status_code == 302  # signed out
+    assert _sign_in(client, "alice", alice_password).status_code == 401  # locked, even with the right one

@@ -6,11 +6,11 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_babel import gettext as _
 from flask_login import login_required, login_user, logout_user
 
-from engine.identity import hash_password, verify_password
+from engine.identity import hash_password
 from engine.policy import Permission
 
 from .. import database
-from ..auth import SignedIn, authenticate, me, requires
+from ..auth import SignedIn, authenticate, is_locked, me, password_matches, requires
 from ..forms import EmptyForm, LanguageForm, LoginForm, PasswordChangeForm
 from . import safe_next
 
@@ -62,12 +62,16 @@ def change_password():
     user = me()
     form = PasswordChangeForm(username=user.username)
     if form.validate_on_submit():
-        if verify_password(user, form.current.data):
+        if password_matches(user, form.current.data):
             user.password_hash = hash_password(form.new.data)
             database.session().flush()
             login_user(SignedIn(user))  # the session id carries the password's fingerprint
             flash(_("Ihr Passwort wurde geändert."), "success")
             return redirect(url_for("auth.account"), code=303)
+        if is_locked(user):
+            logout_user()
+            flash(_("Zu viele falsche Versuche: Ihr Konto ist für 15 Minuten gesperrt."), "error")
+            return redirect(url_for("auth.login"), code=303)
         form.current.errors.append(_("Das aktuelle Passwort ist nicht richtig."))
     return render_template("auth/account.html", password_form=form, language_form=LanguageForm(locale=user.locale),
                            logout_form=EmptyForm()), 422
