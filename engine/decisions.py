@@ -10,6 +10,7 @@ the engine evaluates them); each rule keeps its id, a new rule gets a fresh one.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -17,6 +18,11 @@ from lxml import etree
 
 from .check import _safe_parser
 from .errors import FallwerkError
+
+RULE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+RULE_PROBLEMS = {"character": "has a character XML cannot hold", "id": "has an id that is not an XML id",
+                 "duplicate_id": "has an id that another rule or element of the file has"}
 
 
 @dataclass
@@ -96,15 +102,36 @@ def read_table(xml: str | bytes, decision_id: str | None = None) -> DecisionTabl
     return result
 
 
+def rule_problems(xml: str | bytes, table: DecisionTable) -> list[tuple[int, str]]:
+    """Why rules cannot be written, as (index in `table.rules`, problem): "character" (a character XML
+    cannot hold), "id" (not an XML id), "duplicate_id" (another rule or element of the file has it)."""
+    root = _root(xml)
+    _decision, node = _table(root, table.decision_id)
+    taken = _ids_besides_rules(root, node)
+    problems = []
+    for index, rule in enumerate(table.rules):
+        if any(_NOT_XML.search(text) for text in [rule.id, rule.description, *rule.inputs, *rule.outputs]):
+            problems.append((index, "character"))
+        elif rule.id and not RULE_ID.match(rule.id):
+            problems.append((index, "id"))
+        elif rule.id and rule.id in taken:
+            problems.append((index, "duplicate_id"))
+        if rule.id:
+            taken.add(rule.id)
+    return problems
+
+
 def write_table(xml: str | bytes, table: DecisionTable) -> str:
     """The DMN file with the decision's rules replaced by `table.rules` (columns and the rest unchanged)."""
+    problems = rule_problems(xml, table)
+    if problems:
+        index, problem = problems[0]
+        raise FallwerkError(f"rule {index + 1} ({table.rules[index].id or 'new'}) {RULE_PROBLEMS[problem]}")
     root = _root(xml)
     ns = _ns(root)
     _decision, node = _table(root, table.decision_id)
     n_in, n_out = len(node.findall(f"{{{ns}}}input")), len(node.findall(f"{{{ns}}}output"))
-    for old in node.findall(f"{{{ns}}}rule"):
-        node.remove(old)
-    existing = {r.get("id") for r in root.iter() if isinstance(r.tag, str) and r.get("id")}
+    existing = _ids_besides_rules(root, node) | {rule.id for rule in table.rules if rule.id}
     for rule in table.rules:
         if len(rule.inputs) != n_in or len(rule.outputs) != n_out:
             raise FallwerkError(f"rule {rule.id or '(new)'} has {len(rule.inputs)} input and {len(rule.outputs)} "
@@ -119,6 +146,13 @@ def write_table(xml: str | bytes, table: DecisionTable) -> str:
                 etree.SubElement(entry, f"{{{ns}}}text").text = cell.strip()
     etree.indent(node, space="  ", level=2)
     return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8").decode()
+
+
+def _ids_besides_rules(root, node) -> set[str]:
+    """Remove the table's rules from `node`; the ids left in the file."""
+    for old in node.findall(f"{{{_ns(root)}}}rule"):
+        node.remove(old)
+    return {e.get("id") for e in root.iter() if isinstance(e.tag, str) and e.get("id")}
 
 
 def _fresh(prefix: str, existing: set[str]) -> str:

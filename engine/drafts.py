@@ -26,6 +26,7 @@ from datetime import datetime
 
 from lxml import etree
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -45,6 +46,33 @@ class DraftConflict(Conflict):
     """The draft was saved by someone else after the revision the client edited."""
 
     code = "draft_conflict"
+
+
+class UnknownRevision(FallwerkError):
+    """The client sent a revision the draft never had: a broken request, not a conflict."""
+
+    code = "unknown_revision"
+
+
+class ConcurrentDeploy(Conflict):
+    """Another deploy stored the same new version of a process at the same moment; this one stored nothing."""
+
+    code = "concurrent_deploy"
+
+
+class FileTooLarge(FallwerkError):
+    code = "file_too_large"
+
+    def __init__(self, name: str, limit: int = MAX_FILE):
+        super().__init__(f"{name} is larger than {limit // (1024 * 1024)} MB")
+        self.name, self.limit = name, limit
+
+
+@dataclass(frozen=True)
+class ForeignProcess(Finding):
+    """A process of the draft whose key is deployed as another procedure (from another file)."""
+
+    owner: str = ""  # the file the process is deployed from
 
 
 @dataclass(frozen=True)
@@ -191,6 +219,7 @@ def save_draft(session: Session, draft_id: int, *, bpmn: str, revision: int, use
     draft's DMN and form files when given (None keeps them)."""
     draft = get_draft(session, draft_id, lock=True)
     _require_open(draft)
+    _require_known_revision(draft, revision)
     if revision != draft.revision and not overwrite:
         raise DraftConflict(f"draft {draft.id} was saved by {draft.updated_by} at {draft.updated_at:%Y-%m-%d %H:%M} "
                             f"(revision {draft.revision}) after the revision you edited ({revision}); reload it, "
@@ -294,18 +323,37 @@ def check_draft(session: Session, draft: Draft) -> DraftCheck:
     specific = {f.message for f in extra}
     findings = [f for f in findings if f.message not in specific] + extra
     processes = sorted(result.processes) if result is not None else []
-    return DraftCheck(_ordered(findings), processes)
+    return DraftCheck(_ordered(findings + foreign_processes(session, draft, result)), processes)
+
+
+def foreign_processes(session: Session, draft: Draft, result) -> list[ForeignProcess]:
+    """Processes in the draft's file whose key is deployed from another file: another procedure's. A draft
+    deploys its own procedure and new processes, never another procedure's next version."""
+    found = []
+    for key, process in sorted(result.processes.items()) if result is not None else []:
+        if process.file != draft.file_name:
+            continue
+        deployed = latest_definition(session, key)
+        if deployed is not None and deployed.source_name != draft.file_name:
+            found.append(ForeignProcess(
+                draft.file_name, key, "error", f"process '{key}' is deployed from {deployed.source_name}, another "
+                f"procedure; a draft of '{draft.process_key}' cannot deploy it (give the process another id)",
+                owner=deployed.source_name))
+    return found
 
 
 def deploy_draft(session: Session, draft_id: int, *, user: str, now: datetime, revision: int | None = None,
                  force: bool = False) -> DeployResult:
     """Deploy a draft that has no errors: each changed process becomes version N+1; running instances stay
-    on their version. `revision`: the revision the client checked (a newer save is a conflict)."""
+    on their version. `revision`: the revision the client checked (a newer save is a conflict). Losing a race
+    with another deploy for the same new version is a `ConcurrentDeploy`: roll back, nothing is stored."""
     draft = get_draft(session, draft_id, lock=True)
     _require_open(draft)
-    if revision is not None and revision != draft.revision:
-        raise DraftConflict(f"draft {draft.id} was saved by {draft.updated_by} (revision {draft.revision}) after "
-                            f"the revision you checked ({revision}); check it again")
+    if revision is not None:
+        _require_known_revision(draft, revision)
+        if revision != draft.revision:
+            raise DraftConflict(f"draft {draft.id} was saved by {draft.updated_by} (revision {draft.revision}) "
+                                f"after the revision you checked ({revision}); check it again")
     newer = [s for s in staleness(session, draft) if s.code == "newer_version"]
     if newer and not force:
         raise Conflict(newer[0].message + "; deploying this draft would undo it (open the newest version, or "
@@ -314,7 +362,13 @@ def deploy_draft(session: Session, draft_id: int, *, user: str, now: datetime, r
     if not checked.ok:
         errors = [f for f in checked.findings if f.severity == "error"]
         raise ModelError(f"{len(errors)} error(s) in the draft; nothing was deployed", findings=checked.findings)
-    outcome = deploy(session, draft_sources(session, draft), user=user, now=now, note=f"draft {draft.id}")
+    try:
+        outcome = deploy(session, draft_sources(session, draft), user=user, now=now, note=f"draft {draft.id}")
+    except IntegrityError as exc:
+        if "process_definitions" not in str(exc.orig):
+            raise
+        raise ConcurrentDeploy(f"another deploy stored a new version of a process of draft {draft_id} at the "
+                               "same moment; nothing was deployed (roll back, then reload)") from exc
     if outcome.created:
         draft.status = "deployed"
         draft.deployed_versions = ",".join(f"{d.key}:{d.version}" for d in outcome.created)
@@ -345,11 +399,16 @@ def _require_open(draft: Draft) -> None:
         raise Conflict(f"draft {draft.id} is {draft.status}; start a new draft")
 
 
+def _require_known_revision(draft: Draft, revision: int) -> None:
+    if not 1 <= revision <= draft.revision:
+        raise UnknownRevision(f"draft {draft.id} never had revision {revision} (it is at {draft.revision})")
+
+
 def _validate_file(name: str, content: str) -> None:
     if not isinstance(content, str):
         raise FallwerkError(f"{name}: content must be text")
     if len(content.encode()) > MAX_FILE:
-        raise FallwerkError(f"{name} is larger than {MAX_FILE // (1024 * 1024)} MB")
+        raise FileTooLarge(name)
 
 
 def _check_form_id(name: str, content: str) -> None:

@@ -13,6 +13,8 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from engine.errors import FallwerkError
 from engine.models import Task
 
+from . import database
+
 log = logging.getLogger(__name__)
 
 #: engine error code -> (HTTP status, German message)
@@ -94,6 +96,15 @@ def _name(task: Task, username: str | None) -> str:
     return found or username or "?"
 
 
+def _roll_back() -> None:
+    """Throw away the request's changes before an error page is rendered: after a failed flush the session
+    cannot load anything (not even the signed-in user the page shows) until it is rolled back."""
+    try:
+        database.rollback()
+    except Exception:  # the database may be gone: the page is rendered all the same
+        log.warning("rollback before the error page failed", exc_info=True)
+
+
 def render_error(status: int, message: str | None = None, title: str | None = None):
     return render_template("error.html", status=status, title=title or TITLES.get(status, TITLES[500]),
                            message=message or DETAILS.get(status, DETAILS[500])), status
@@ -105,10 +116,12 @@ def init_app(app: Flask) -> None:
         status = engine_status(exc)
         if status >= 500:
             log.error("engine error", extra={"code": exc.code, "error": str(exc)})
+            _roll_back()
         return render_error(status, engine_message(exc), TITLES.get(status))
 
     @app.errorhandler(StaleDataError)
     def conflict(exc):
+        _roll_back()
         return render_error(409, str(ENGINE_ERRORS["conflict"][1]))
 
     @app.errorhandler(CSRFError)
@@ -126,4 +139,5 @@ def init_app(app: Flask) -> None:
         original = getattr(exc, "original_exception", None)
         if original is not None:
             log.error("unhandled error", exc_info=original)
+        _roll_back()
         return render_error(500)

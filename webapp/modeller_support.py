@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from engine import drafts
 from engine.check import _safe_parser
 from engine.deploy import FORM_SUFFIX, latest_form
+from engine.errors import Conflict, FallwerkError
 from engine.identity import ROLES
 from engine.models import Draft, Unit
 
@@ -37,7 +38,17 @@ def element_names(xml: str | bytes) -> dict[str, str]:
 
 def findings_payload(draft: Draft, findings) -> list[dict]:
     names = element_names(draft.bpmn)
-    return [{**f.to_dict(), "element_name": names.get(f.element_id, "")} for f in findings]
+    return [{**f.to_dict(), "message": finding_message(draft, f), "element_name": names.get(f.element_id, "")}
+            for f in findings]
+
+
+def finding_message(draft: Draft, finding) -> str:
+    """The checker's message (English, as in `fallwerk check`), or German for the modeller's own findings."""
+    if isinstance(finding, drafts.ForeignProcess):
+        return _("Der Prozess „%(process)s“ gehört zu einem anderen Verfahren (%(file)s): Ein Entwurf von "
+                 "„%(key)s“ kann ihn nicht veröffentlichen. Geben Sie dem Prozess eine andere ID.",
+                 process=finding.element_id, file=finding.owner, key=draft.process_key)
+    return finding.message
 
 
 def summary(findings) -> str:
@@ -52,6 +63,41 @@ def conflict_text(draft: Draft) -> str:
     return _("Dieser Entwurf wurde am %(when)s von %(who)s gespeichert (Stand %(revision)d), nachdem Sie ihn "
              "geöffnet haben.", when=format_datetime(draft.updated_at, "short"), who=person(draft.updated_by),
              revision=draft.revision)
+
+
+def closed_text(draft: Draft) -> str:
+    """Why a draft can no longer be saved or published."""
+    if draft.status == "deployed":
+        created = [item.rsplit(":", 1) for item in draft.deployed_versions.split(",") if ":" in item]
+        own = [version for key, version in created if key == draft.process_key]
+        return _("Dieser Entwurf ist schon veröffentlicht (Version %(version)s).",
+                 version=", ".join(own or [f"{key} {version}" for key, version in created]))
+    return _("Dieser Entwurf wurde verworfen.")
+
+
+def too_large_text(limit: int = drafts.MAX_FILE, name: str | None = None) -> str:
+    megabytes = limit // (1024 * 1024)
+    if name:
+        return _("Die Datei %(name)s ist größer als %(limit)d MB; nichts wurde gespeichert.", name=name,
+                 limit=megabytes)
+    return _("Die Anfrage ist zu groß: Ein Modell, eine Entscheidungstabelle oder ein Formular darf höchstens "
+             "%(limit)d MB groß sein. Nichts wurde gespeichert.", limit=megabytes)
+
+
+def refusal(draft: Draft, exc: FallwerkError) -> tuple[int, str, str]:
+    """A refused save or publish as (HTTP status, German message, code), with `draft` as it is now."""
+    if isinstance(exc, drafts.UnknownRevision):
+        return 400, _("Diesen Stand hat der Entwurf nie gehabt. Bitte laden Sie die Seite neu."), exc.code
+    if isinstance(exc, drafts.DraftConflict):
+        return 409, conflict_text(draft), exc.code
+    if isinstance(exc, drafts.ConcurrentDeploy):
+        return 409, _("Im selben Moment hat jemand anderes eine Version dieses Verfahrens veröffentlicht; Ihr "
+                      "Entwurf wurde nicht veröffentlicht. Bitte laden Sie die Seite neu."), exc.code
+    if isinstance(exc, Conflict):
+        return 409, closed_text(draft), "closed"
+    if isinstance(exc, drafts.FileTooLarge):
+        return 422, too_large_text(exc.limit, exc.name), exc.code
+    return 422, _("Der Entwurf konnte nicht gespeichert werden."), exc.code
 
 
 def staleness_text(item: drafts.Staleness) -> str:

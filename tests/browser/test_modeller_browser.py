@@ -249,3 +249,34 @@ def test_the_diff_view_marks_changes_and_the_form_editor_saves_into_the_draft(br
     page.goto(f"{server}/modeller/drafts/{form_draft}/forms/mandate/preview")
     assert "Auftrag (geändert im Browser)" in page.content()
     assert csp_violations(page) == []
+
+
+def test_only_a_revision_conflict_asks_to_overwrite_a_published_draft_says_so(browser, server, network):
+    from engine import drafts
+
+    with network.transaction() as s:
+        draft = drafts.new_draft(s, user=COORDINATOR, now=network.clock.now(), key="consultation")
+        xml = draft.bpmn.replace('name="Auftrag klären"', 'name="Auftrag gemeinsam klären"')
+        draft_id = draft.id
+    page = signed_in(browser, server, COORDINATOR)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{server}/modeller/drafts/{draft_id}")
+    page.wait_for_selector("[data-modeller][data-ready=true]")
+    status = page.locator("[data-testid=status]")
+
+    with network.transaction() as s:  # saved in another window meanwhile: overwrite that?
+        drafts.save_draft(s, draft_id, bpmn=xml, revision=1, user=COORDINATOR, now=network.clock.now())
+    page.click("[data-testid=save]")
+    page.wait_for_selector("[data-testid=status][data-kind=error]")
+    assert len(dialogs) == 1 and "überschreiben" in dialogs[0]
+
+    with network.transaction() as s:  # and publishes it: saving or publishing says so, and asks nothing
+        drafts.deploy_draft(s, draft_id, user=COORDINATOR, now=network.clock.now())
+    for action in ("save", "deploy"):
+        page.evaluate("() => { document.querySelector('[data-testid=status]').dataset.kind = ''; }")
+        page.click(f"[data-testid={action}]")
+        page.wait_for_selector("[data-testid=status][data-kind=error]")
+        assert "Dieser Entwurf ist schon veröffentlicht (Version 2)." in status.inner_text(), action
+    assert len(dialogs) == 1
+    assert csp_violations(page) == []

@@ -4,12 +4,14 @@ forms with a server-side preview, and the decision table form. The browser parts
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 from sqlalchemy import select
 
-from engine import drafts, identity
-from engine.errors import ValidationFailed
+from engine import decisions, drafts, identity, versions
+from engine.errors import FallwerkError, ValidationFailed
 from engine.models import AuditEvent, Draft, ProcessInstance
 from tests.web import models
 from tests.web.conftest import complete, login, open_task, start_case
@@ -241,14 +243,43 @@ def test_the_decision_table_is_edited_as_a_plain_form(carla, web):
             "rule-1-out-0": '"rz-west"', "rule-2-id": "", "rule-2-in-0": '"schule"', "rule-2-out-0": '"rz-west"'}
     response = carla.post(f"/modeller/drafts/{draft_id}/decisions/routing.dmn", data=form)
     assert response.status_code == 303
-    from engine.decisions import read_table
-
-    table = read_table(drafts.draft_files(_draft(web, draft_id))["routing.dmn"])
+    table = decisions.read_table(drafts.draft_files(_draft(web, draft_id))["routing.dmn"])
     assert [(r.inputs, r.outputs) for r in table.rules] == [(['"gewalt"'], ['"lks"']), (['"schule"'], ['"rz-west"'])]
     assert table.rules[0].id == "r1" and table.rules[0].description == "Gewalt: LKS"
     missing = carla.post(f"/modeller/drafts/{draft_id}/decisions/routing.dmn",
                          data={"revision": "3", "rows": "1", "rule-0-id": "r1", "rule-0-in-0": "x", "rule-0-out-0": ""})
     assert missing.status_code == 422 and "Ergebnis" in missing.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"rule-0-out-0": '"rz\x01"'}, "Zeile 1 enthält ein Steuerzeichen, das nicht gespeichert werden kann."),
+    ({"rule-0-description": "a\x0bb"}, "Zeile 1 enthält ein Steuerzeichen, das nicht gespeichert werden kann."),
+    ({"rule-1-in-0": "\x1f"}, "Zeile 2 enthält ein Steuerzeichen, das nicht gespeichert werden kann."),
+    ({"rule-0-id": "a b c"}, "Zeile 1: „a b c“ ist keine gültige Regel-ID"),
+    ({"rule-1-id": "r1"}, "Zeile 2: Die Regel-ID „r1“ gibt es in der Datei schon."),
+    ({"rule-1-id": "o1"}, "Zeile 2: Die Regel-ID „o1“ gibt es in der Datei schon."),  # the output column's
+    ({"rows": "-5"}, "Die Tabelle kam unvollständig an."),
+    ({"rows": "kaputt"}, "Die Tabelle kam unvollständig an."),
+])
+def test_a_decision_table_that_cannot_be_written_is_refused_with_a_message_and_nothing_stored(carla, web, change,
+                                                                                             message):
+    draft_id = modeller_draft(web)
+    form = {"revision": "2", "rows": "3", "rule-0-id": "r1", "rule-0-in-0": '"gewalt"', "rule-0-out-0": '"lks"',
+            "rule-1-id": "r2", "rule-1-in-0": "", "rule-1-out-0": '"rz-west"', "rule-2-id": "", **change}
+    refused = carla.post(f"/modeller/drafts/{draft_id}/decisions/routing.dmn", data=form)
+    assert refused.status_code == 422 and message in refused.get_data(as_text=True)
+    assert _draft(web, draft_id).revision == 2
+    assert drafts.draft_files(_draft(web, draft_id))["routing.dmn"] == ROUTING
+
+
+def test_writing_a_decision_table_never_writes_a_broken_file():
+    table = decisions.read_table(ROUTING)
+    table.rules[0].description = "a\x0bb"
+    with pytest.raises(FallwerkError, match="character XML cannot hold"):
+        decisions.write_table(ROUTING, table)
+    table.rules[0].description, table.rules[1].id = "", "r1"
+    with pytest.raises(FallwerkError, match="another rule or element"):
+        decisions.write_table(ROUTING, table)
 
 
 def test_candidate_groups_come_from_the_real_units_and_roles(carla):
@@ -266,3 +297,165 @@ def test_a_model_or_form_with_a_nul_character_is_refused_and_nothing_is_saved(ca
     refused = _post(carla, f"/modeller/drafts/{draft_id}/forms/intake/save", {"form": form, "revision": 2})
     assert refused.status_code == 400
     assert _draft(web, draft_id).revision == 2
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_a_nul_character_is_found_in_every_encoding_json_allows(carla, web, encoding):
+    draft_id = modeller_draft(web)
+    xml = _draft(web, draft_id).bpmn.replace("Beraten", "Bera\x00ten")
+    for url, body in ((f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": 2}),
+                      (f"/modeller/drafts/{draft_id}/forms/intake/save",
+                       {"form": {"components": [{"type": "text", "text\x00": "a"}]}, "revision": 2})):
+        refused = carla.post(url, data=json.dumps(body).encode(encoding), content_type="application/json")
+        assert refused.status_code == 400 and "unzulässiges Zeichen (NUL)" in refused.json["message"]
+    assert _draft(web, draft_id).revision == 2
+
+
+def test_half_a_character_escaped_in_json_is_refused(carla, web):
+    draft_id = modeller_draft(web)
+    refused = carla.post(f"/modeller/drafts/{draft_id}/save", data='{"bpmn": "<x>\\ud800</x>", "revision": 2}',
+                         content_type="application/json")
+    assert refused.status_code == 400 and "nicht gespeichert werden kann" in refused.json["message"]
+    assert _draft(web, draft_id).revision == 2
+
+
+@pytest.mark.parametrize("path", ["save", "deploy", "forms/intake/save"])
+def test_a_body_nested_deeper_than_the_parser_goes_is_an_incomplete_request(carla, web, path):
+    draft_id = modeller_draft(web)
+    for body in ("[" * 100000, '{"revision": 2, "bpmn": ' + "[" * 100000 + "]" * 100000 + "}", "{bpmn:"):
+        refused = carla.post(f"/modeller/drafts/{draft_id}/{path}", data=body, content_type="application/json")
+        assert refused.status_code == 400 and refused.json["message"] == "Unvollständige Anfrage."
+    assert _draft(web, draft_id).status == "open" and _draft(web, draft_id).revision == 2
+
+
+def test_a_body_over_the_request_limit_gets_json_naming_the_model_limit(carla, web):
+    draft_id = modeller_draft(web)
+    xml = _draft(web, draft_id).bpmn + "<!--" + "x" * 11_000_000 + "-->"
+    refused = _post(carla, f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": 2})
+    assert refused.status_code == 413 and refused.is_json and "höchstens 2 MB" in refused.json["message"]
+    assert "10 MB" not in refused.json["message"]
+
+
+def test_a_model_over_the_file_limit_is_refused_in_german(carla, web):
+    draft_id = modeller_draft(web)
+    xml = _draft(web, draft_id).bpmn + "<!--" + "x" * (drafts.MAX_FILE + 1) + "-->"
+    refused = _post(carla, f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": 2})
+    assert refused.status_code == 422
+    assert refused.json["message"] == "Die Datei casework.bpmn ist größer als 2 MB; nichts wurde gespeichert."
+
+
+def test_a_revision_the_draft_never_had_is_a_bad_request_not_a_conflict(carla, web):
+    draft_id = modeller_draft(web)
+    xml = _draft(web, draft_id).bpmn
+    for revision in (7, 0, -1):
+        for url, body in ((f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": revision}),
+                          (f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": revision, "overwrite": True}),
+                          (f"/modeller/drafts/{draft_id}/forms/intake/save", {"form": {}, "revision": revision}),
+                          (f"/modeller/drafts/{draft_id}/deploy", {"revision": revision})):
+            refused = _post(carla, url, body)
+            assert refused.status_code == 400 and refused.json["code"] == "unknown_revision", (url, revision)
+            assert "nie gehabt" in refused.json["message"]
+    table = {"rows": "1", "rule-0-id": "r1", "rule-0-in-0": '"gewalt"', "rule-0-out-0": '"lks"'}
+    url = f"/modeller/drafts/{draft_id}/decisions/routing.dmn"
+    assert carla.post(url, data=table).status_code == 400
+    never = carla.post(url, data={**table, "revision": "9"})
+    assert never.status_code == 400 and "nie gehabt" in never.get_data(as_text=True)
+    assert _draft(web, draft_id).revision == 2
+
+
+def test_a_new_procedure_with_a_name_longer_than_a_title_is_refused_with_a_message(carla, web):
+    refused = carla.post("/modeller/new", data={"name": "N" * 201, "key": "nachbereitung"}, follow_redirects=True)
+    assert refused.status_code == 200 and "höchstens 200 Zeichen" in refused.get_data(as_text=True)
+    with web.transaction() as s:
+        assert not drafts.list_drafts(s, "nachbereitung")
+    assert carla.post("/modeller/new", data={"name": "N" * 200, "key": "nachbereitung"}).status_code == 303
+
+
+def test_publishing_a_published_draft_again_says_so(carla, web):
+    draft_id = modeller_draft(web)
+    xml = _draft(web, draft_id).bpmn.replace("Beraten", "Beraten (neu)")
+    _post(carla, f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": 2})
+    assert _post(carla, f"/modeller/drafts/{draft_id}/deploy", {"revision": 3}).status_code == 200
+    for body in ({"revision": 3}, {"revision": 3, "force": True}, {}):
+        again = _post(carla, f"/modeller/drafts/{draft_id}/deploy", body)
+        assert again.status_code == 409 and again.json["code"] == "closed"
+        assert again.json["message"] == "Dieser Entwurf ist schon veröffentlicht (Version 2)."
+
+
+def test_a_closed_draft_is_refused_in_german_wherever_it_is_saved(carla, web):
+    draft_id = modeller_draft(web)
+    xml = _draft(web, draft_id).bpmn.replace("Beraten", "Beraten (neu)")
+    _post(carla, f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": 2})
+    _post(carla, f"/modeller/drafts/{draft_id}/deploy", {"revision": 3})
+    published = "Dieser Entwurf ist schon veröffentlicht (Version 2)."
+    for url, body in ((f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": 3}),
+                      (f"/modeller/drafts/{draft_id}/forms/intake/save", {"form": {}, "revision": 3})):
+        refused = _post(carla, url, body)
+        assert refused.status_code == 409 and refused.json == {"code": "closed", "message": published}
+    table = carla.post(f"/modeller/drafts/{draft_id}/decisions/routing.dmn",
+                       data={"revision": "3", "rows": "1", "rule-0-id": "r1", "rule-0-in-0": "", "rule-0-out-0": '"a"'})
+    assert table.status_code == 409 and published in table.get_data(as_text=True)
+    assert "deployed" not in table.get_data(as_text=True)
+    discarded = modeller_draft(web)
+    carla.post(f"/modeller/drafts/{discarded}/discard")
+    refused = _post(carla, f"/modeller/drafts/{discarded}/save", {"bpmn": xml, "revision": 2})
+    assert refused.json == {"code": "closed", "message": "Dieser Entwurf wurde verworfen."}
+
+
+def test_a_draft_cannot_publish_a_process_of_another_procedure(carla, web):
+    draft_id = modeller_draft(web)
+    stub = '</bpmn:process><bpmn:process id="{}" isExecutable="true"><bpmn:startEvent id="S_{}" /></bpmn:process>'
+    xml = _draft(web, draft_id).bpmn.replace("</bpmn:process>", stub.format("request_form", "1"), 1)
+    _post(carla, f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": 2})
+    checked = _post(carla, f"/modeller/drafts/{draft_id}/check", {}).json
+    [finding] = checked["findings"]
+    assert checked["ok"] is False and finding["element_id"] == "request_form"
+    assert finding["message"].startswith("Der Prozess „request_form“ gehört zu einem anderen Verfahren "
+                                         "(request_form.bpmn)")
+    refused = _post(carla, f"/modeller/drafts/{draft_id}/deploy", {"revision": 3})
+    assert refused.status_code == 422 and "Nichts wurde veröffentlicht" in refused.json["message"]
+    assert refused.json["findings"][0]["message"] == finding["message"]
+    with web.transaction() as s:
+        assert [r.definition.version for r in versions.versions(s, "request_form")] == [1]
+        assert [r.definition.version for r in versions.versions(s, "casework")] == [1]
+    xml = _draft(web, draft_id).bpmn.replace('id="request_form"', 'id="nachsorge"')  # a new process may come along
+    _post(carla, f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": 3})
+    published = _post(carla, f"/modeller/drafts/{draft_id}/deploy", {"revision": 4})
+    assert [(d["key"], d["version"]) for d in published.json["created"]] == [("nachsorge", 1)]
+
+
+def test_of_two_drafts_published_at_the_same_moment_the_second_is_told_and_stores_nothing(carla, web):
+    if web.backend != "postgresql":
+        pytest.skip("SQLite lets one writer in at a time: the second publish starts after the first committed")
+    first, second = modeller_draft(web), modeller_draft(web)
+    for draft_id, name in ((first, "Beraten (A)"), (second, "Beraten (B)")):
+        xml = _draft(web, draft_id).bpmn.replace("Beraten", name)
+        _post(carla, f"/modeller/drafts/{draft_id}/save", {"bpmn": xml, "revision": 2})
+    answer = {}
+    with web.transaction() as s:
+        drafts.deploy_draft(s, first, user="carla", now=web.clock.now())  # version 2, not committed yet
+        publishing = threading.Thread(target=lambda: answer.update(
+            response=_post(carla, f"/modeller/drafts/{second}/deploy", {"revision": 3, "force": True})))
+        publishing.start()
+        _wait_for_a_lock(web, publishing)
+    publishing.join(30)
+    response = answer["response"]
+    assert response.status_code == 409 and response.json["code"] == "concurrent_deploy"
+    assert "Im selben Moment hat jemand anderes eine Version" in response.json["message"]
+    with web.transaction() as s:
+        assert [r.definition.version for r in versions.versions(s, "casework")] == [2, 1]
+        assert s.get(Draft, second).status == "open" and s.get(Draft, first).status == "deployed"
+
+
+def _wait_for_a_lock(db, thread: threading.Thread) -> None:
+    """Until a connection to the test's database waits for a lock (the second publish, on the unique key of the
+    new version), or the thread has ended."""
+    from sqlalchemy import text
+
+    waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND wait_event_type = 'Lock'")
+    deadline = time.monotonic() + 20
+    with db.engine.connect() as conn:
+        while thread.is_alive() and not conn.execute(waiting).scalar():
+            assert time.monotonic() < deadline, "the second publish never waited for the first"
+            time.sleep(0.05)

@@ -22,7 +22,7 @@ async function open(root) {
     const { status: code, payload } = await post(data.saveUrl, data.csrf, {
       form: editor.saveSchema(), revision, overwrite,
     });
-    if (code === 409 && !overwrite) {
+    if (code === 409 && payload.code === "draft_conflict" && !overwrite) {
       if (window.confirm(`${payload.message}\n\nTrotzdem speichern und die andere Fassung überschreiben?`)) return save(true);
       throw new Error(payload.message);
     }

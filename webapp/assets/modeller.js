@@ -256,7 +256,7 @@ class Page {
     const { status, payload } = await post(this.data.saveUrl, this.data.csrf, {
       bpmn: await this.xml(), revision: this.revision, overwrite,
     });
-    if (status === 409 && !overwrite) {
+    if (status === 409 && payload.code === "draft_conflict" && !overwrite) {
       if (window.confirm(payload.message ? `${payload.message}\n\n${TEXT.conflict}` : TEXT.conflict)) return this.save(true);
       throw new Error(payload.message || TEXT.conflict);
     }

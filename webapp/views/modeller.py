@@ -6,24 +6,30 @@ modeller page's script."""
 from __future__ import annotations
 
 import json
+import re
 
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from engine import db as enginedb
 from engine import decisions, drafts, migration, versions
 from engine.deploy import FORM_SUFFIX
 from engine.errors import Conflict, FallwerkError, ModelError, NotFound
 from engine.forms import check_form, load_form
+from engine.models import Draft
 from engine.policy import Permission
 
 from .. import database
 from .. import modeller_support as support
 from ..auth import me, requires
+from ..errors import render_error
 from ..forms import EmptyForm, ProcessForm
 
 bp = Blueprint("modeller", __name__, url_prefix="/modeller")
 EDIT, DEPLOY, MIGRATE = Permission.PROCEDURE_EDIT, Permission.PROCEDURE_DEPLOY, Permission.INSTANCE_MIGRATE
+TITLE_LENGTH = Draft.__table__.c.title.type.length
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _draft(draft_id: int):
@@ -41,18 +47,55 @@ def _definition(key: str, version: int):
 
 
 def _body() -> dict:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
+    """The JSON object the modeller's script posted; {} when the body is not JSON (a plain form post)."""
+    if not request.is_json:
         return {}
-    if b"\\u0000" in request.get_data():  # no model or form has a NUL character, and PostgreSQL cannot store one
+    try:
+        data = json.loads(request.get_data())
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        data = None
+    if not isinstance(data, dict):
+        abort(_json_error(400, _("Unvollständige Anfrage.")))
+    strings = list(_strings(data))
+    if any("\x00" in text for text in strings):  # no model or form has one, and PostgreSQL cannot store it
         abort(_json_error(400, _("Die Anfrage enthält ein unzulässiges Zeichen (NUL); nichts wurde gespeichert.")))
+    if any(_SURROGATE.search(text) for text in strings):  # JSON may escape half a character; UTF-8 cannot hold it
+        abort(_json_error(400, _("Die Anfrage enthält ein Zeichen, das nicht gespeichert werden kann; nichts wurde "
+                                 "gespeichert.")))
     return data
+
+
+def _strings(data):
+    """Every string in parsed JSON, keys included."""
+    todo = [data]
+    while todo:  # not recursive: the parser accepts deeper nesting than a recursive walk would
+        item = todo.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            todo += item
+            todo += item.values()
+        elif isinstance(item, list):
+            todo += item
 
 
 def _json_error(status: int, message: str, **extra) -> Response:
     response = jsonify({"message": message, **extra})
     response.status_code = status
     return response
+
+
+def _refused(draft_id: int, exc: FallwerkError) -> Response:
+    database.rollback()
+    status, message, code = support.refusal(_draft(draft_id), exc)
+    return _json_error(status, message, code=code)
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(exc: RequestEntityTooLarge):
+    if request.is_json:
+        return _json_error(413, support.too_large_text())
+    return render_error(413, support.too_large_text())
 
 
 # --- procedures and drafts -----------------------------------------------------------------------------
@@ -70,6 +113,9 @@ def new_procedure():
     if not EmptyForm().validate_on_submit():
         abort(400)
     key, name = request.form.get("key", "").strip(), request.form.get("name", "").strip()
+    if len(name) > TITLE_LENGTH:
+        flash(_("Der Name darf höchstens %(n)d Zeichen lang sein.", n=TITLE_LENGTH), "error")
+        return redirect(url_for(".index"), code=303)
     if versions.versions(database.session(), key):
         flash(_("Ein Verfahren mit dem Schlüssel „%(key)s“ gibt es schon.", key=key), "error")
         return redirect(url_for(".index"), code=303)
@@ -130,13 +176,8 @@ def save(draft_id: int):
         saved = drafts.save_draft(database.session(), draft.id, bpmn=data["bpmn"], revision=data["revision"],
                                   user=me().username, now=database.clock().now(),
                                   overwrite=data.get("overwrite") is True)
-    except drafts.DraftConflict:
-        database.rollback()
-        return _json_error(409, support.conflict_text(_draft(draft_id)), code="draft_conflict")
-    except Conflict:
-        return _json_error(409, _("Dieser Entwurf ist schon veröffentlicht oder verworfen."), code="closed")
     except FallwerkError as exc:
-        return _json_error(422, str(exc))
+        return _refused(draft_id, exc)
     return jsonify({"revision": saved.draft.revision, "warnings": support.warnings_payload(saved.warnings)})
 
 
@@ -157,18 +198,17 @@ def deploy(draft_id: int):
     try:
         outcome = drafts.deploy_draft(database.session(), draft.id, user=me().username, now=database.clock().now(),
                                       revision=revision, force=data.get("force") is True)
-    except drafts.DraftConflict:
-        database.rollback()
-        return _json_error(409, support.conflict_text(_draft(draft_id)), code="draft_conflict")
     except ModelError as exc:
         return _json_error(422, support.summary(exc.findings) + " " + _("Nichts wurde veröffentlicht."),
                            findings=support.findings_payload(draft, exc.findings))
-    except Conflict:
-        database.rollback()
-        newer = [w for w in drafts.staleness(database.session(), _draft(draft_id)) if w.code == "newer_version"]
-        if newer:
-            return _json_error(409, support.staleness_text(newer[0]), code="newer_version")
-        return _json_error(409, _("Dieser Entwurf ist schon veröffentlicht oder verworfen."), code="closed")
+    except FallwerkError as exc:
+        if type(exc) is Conflict:  # closed, or a newer version was published since the draft was started
+            database.rollback()
+            current = _draft(draft_id)
+            newer = [w for w in drafts.staleness(database.session(), current) if w.code == "newer_version"]
+            if current.status == "open" and newer:
+                return _json_error(409, support.staleness_text(newer[0]), code="newer_version")
+        return _refused(draft_id, exc)
     created = [{"key": d.key, "version": d.version, "name": d.name} for d in outcome.created]
     next_url = url_for(".procedure", key=outcome.created[0].key) if outcome.created else None
     if created:
@@ -293,11 +333,8 @@ def save_form(draft_id: int, form_id: str):
         saved = drafts.save_draft(database.session(), draft.id, bpmn=draft.bpmn, files=files,
                                   revision=data["revision"], user=me().username, now=database.clock().now(),
                                   overwrite=data.get("overwrite") is True)
-    except drafts.DraftConflict:
-        database.rollback()
-        return _json_error(409, support.conflict_text(_draft(draft_id)), code="draft_conflict")
     except FallwerkError as exc:
-        return _json_error(422, str(exc))
+        return _refused(draft_id, exc)
     findings = check_form(content.encode(), file=f"{form_id}{FORM_SUFFIX}")
     return jsonify({"revision": saved.draft.revision, "ok": not any(f.severity == "error" for f in findings),
                     "summary": support.summary(findings), "findings": [f.to_dict() for f in findings]})
@@ -326,35 +363,38 @@ def decision(draft_id: int, name: str):
     if name not in files:
         abort(404)
     table = decisions.read_table(files[name])
-    errors = []
+    errors, status = [], 422
     if request.method == "POST":
         if not EmptyForm().validate_on_submit():
             abort(400)
-        table, errors = _table_from_form(table)
+        table, errors = _table_from_form(table, files[name])
+        revision = request.form.get("revision", type=int)
+        if not errors and revision is None:
+            abort(400)
         if not errors:
             try:
                 xml = decisions.write_table(files[name], table)
                 drafts.save_draft(database.session(), draft.id, bpmn=draft.bpmn,
-                                  files={**drafts.draft_files(draft), name: xml},
-                                  revision=request.form.get("revision", type=int) or 0, user=me().username,
-                                  now=database.clock().now())
-            except drafts.DraftConflict:
-                database.rollback()
-                errors.append(support.conflict_text(_draft(draft_id)))
+                                  files={**drafts.draft_files(draft), name: xml}, revision=revision,
+                                  user=me().username, now=database.clock().now())
             except FallwerkError as exc:
-                errors.append(str(exc))
+                database.rollback()
+                status, message, _code = support.refusal(_draft(draft_id), exc)
+                errors.append(message)
         if not errors:
             flash(_("Die Entscheidungstabelle wurde im Entwurf gespeichert."), "success")
             return redirect(url_for(".decision", draft_id=draft.id, name=name), code=303)
     return render_template("modeller/decision.html", draft=_draft(draft_id), name=name, table=table,
-                           errors=errors, button=EmptyForm()), (422 if errors else 200)
+                           errors=errors, button=EmptyForm()), (status if errors else 200)
 
 
-def _table_from_form(table: decisions.DecisionTable):
+def _table_from_form(table: decisions.DecisionTable, xml: str):
     """Rules from the posted rows (`rule-N-id`, `rule-N-in-I`, `rule-N-out-J`, `rule-N-description`,
     `rule-N-delete`); an extra empty row adds a rule."""
-    rules, errors = [], []
-    count = request.form.get("rows", type=int) or 0
+    rules, rows, errors = [], [], []
+    count = request.form.get("rows", type=int)
+    if count is None or count < 1:  # the page always sends its rows and the empty one
+        return table, [_("Die Tabelle kam unvollständig an. Bitte laden Sie die Seite neu.")]
     for n in range(min(count, 500)):
         if request.form.get(f"rule-{n}-delete"):
             continue
@@ -366,5 +406,17 @@ def _table_from_form(table: decisions.DecisionTable):
         if not all(c.strip() for c in outputs):
             errors.append(_("Zeile %(n)d: Bitte geben Sie ein Ergebnis an.", n=n + 1))
         rules.append(decisions.Rule(rule_id, inputs, outputs, request.form.get(f"rule-{n}-description", "")))
+        rows.append(n + 1)
     table.rules = rules
+    for index, problem in decisions.rule_problems(xml, table):
+        errors.append(_rule_problem_text(problem, rows[index], rules[index].id))
     return table, errors
+
+
+def _rule_problem_text(problem: str, n: int, rule_id: str) -> str:
+    if problem == "character":
+        return _("Zeile %(n)d enthält ein Steuerzeichen, das nicht gespeichert werden kann.", n=n)
+    if problem == "id":
+        return _("Zeile %(n)d: „%(id)s“ ist keine gültige Regel-ID (ein Buchstabe oder „_“, dann Buchstaben, "
+                 "Ziffern, „_“, „-“ oder „.“).", n=n, id=rule_id)
+    return _("Zeile %(n)d: Die Regel-ID „%(id)s“ gibt es in der Datei schon.", n=n, id=rule_id)
