@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -19,15 +20,26 @@ from sqlalchemy import select
 from . import config, db, identity
 from .clock import Clock, FixedClock, parse_instant
 from .errors import FallwerkError, ModelError, ValidationFailed
-from .models import AuditEvent, Incident, ProcessInstance, Task, Timer
+from .models import AuditEvent, Incident, ProcessInstance, Task, Timer, User
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+#: instance ids and versions: whole numbers the database's ids can hold
+ID = click.IntRange(1, db.MAX_ID)
+
+
+def _instant(text: str, option: str = "--now") -> datetime:
+    try:
+        return parse_instant(text)
+    except (ValueError, OverflowError):
+        _fail(f"{option} is not an ISO 8601 instant such as 2026-06-01T09:00:00Z: {text!r}")
 
 
 class Context:
     def __init__(self, now: str | None):
         self.url = config.database_url()
-        self.clock = FixedClock(parse_instant(now)) if now else Clock()
+        self.clock = FixedClock(_instant(now)) if now else Clock()
         self._engine = None
 
     @property
@@ -203,8 +215,8 @@ def definitions(c: Context, as_json):
 
 @main.command()
 @click.argument("key")
-@click.option("--from", "from_version", type=int, required=True, help="The version the instances run on.")
-@click.option("--to", "to_version", type=int, required=True, help="The version to move them to.")
+@click.option("--from", "from_version", type=ID, required=True, help="The version the instances run on.")
+@click.option("--to", "to_version", type=ID, required=True, help="The version to move them to.")
 @click.option("--dry-run", is_flag=True, help="Only list what would move and what cannot (and why).")
 @click.option("--user", default="admin", show_default=True, help="Who migrates (recorded in the audit trail).")
 @json_option
@@ -239,16 +251,24 @@ def _runtime(c: Context, session):
 @main.command()
 @click.argument("key")
 @click.option("--data", default=None, help="Start data as a JSON object (or @file.json).")
-@click.option("--version", type=int, default=None, help="A specific version (default: the newest).")
+@click.option("--version", type=ID, default=None, help="A specific version (default: the newest).")
 @user_option
 @json_option
 @pass_ctx
 def start(c: Context, key, data, version, user, as_json):
     """Start an instance of a deployed process."""
     with c.transaction() as session:
-        instance = _runtime(c, session).start(key, user=user, data=_load_json(data), version=version)
+        instance = _runtime(c, session).start(key, user=_known(session, user), data=_load_json(data),
+                                              version=version)
         summary = _instance_summary(session, instance)
     _emit(as_json, summary, _summary_text(summary))
+
+
+def _known(session, user: str) -> str:
+    """`user`, who must exist (the audit trail names them); "system" stands for the engine itself."""
+    if user != "system" and session.scalar(select(User.id).where(User.username == user)) is None:
+        raise FallwerkError(f"unknown user {user!r} (fallwerk user add creates one)")
+    return user
 
 
 def _resolve_task(session, task_id: str) -> str:
@@ -262,7 +282,7 @@ def _resolve_task(session, task_id: str) -> str:
 
 @main.command()
 @click.option("--user", default=None, help="Only tasks this user may work on.")
-@click.option("--instance", type=int, default=None)
+@click.option("--instance", type=ID, default=None)
 @click.option("--all", "show_all", is_flag=True, help="Include completed and withdrawn tasks.")
 @json_option
 @pass_ctx
@@ -348,7 +368,7 @@ def complete(c: Context, task_id, data, user, as_json):
 
 
 @main.command()
-@click.argument("instance_id", type=int)
+@click.argument("instance_id", type=ID)
 @click.argument("name")
 @click.option("--data", default=None, help="Message payload as a JSON object.")
 @click.option("--user", default="system", show_default=True)
@@ -357,25 +377,26 @@ def complete(c: Context, task_id, data, user, as_json):
 def message(c: Context, instance_id, name, data, user, as_json):
     """Send a named message with a payload to an instance."""
     with c.transaction() as session:
-        instance = _runtime(c, session).send_message(instance_id, name, user=user, payload=_load_json(data))
+        instance = _runtime(c, session).send_message(instance_id, name, user=_known(session, user),
+                                                     payload=_load_json(data))
         summary = _instance_summary(session, instance)
     _emit(as_json, summary, _summary_text(summary))
 
 
 @main.command()
-@click.argument("instance_id", type=int)
+@click.argument("instance_id", type=ID)
 @user_option
 @click.option("--reason", default="", help="Why it is cancelled (recorded in the audit trail).")
 @pass_ctx
 def cancel(c: Context, instance_id, user, reason):
     """Cancel a running instance."""
     with c.transaction() as session:
-        _runtime(c, session).cancel(instance_id, user=user, reason=reason)
+        _runtime(c, session).cancel(instance_id, user=_known(session, user), reason=reason)
     click.echo(f"instance {instance_id} cancelled")
 
 
 @main.command()
-@click.argument("instance_id", type=int)
+@click.argument("instance_id", type=ID)
 @json_option
 @pass_ctx
 def show(c: Context, instance_id, as_json):
@@ -475,7 +496,7 @@ def incidents(c: Context, show_all, as_json):
 
 
 @main.command("data")
-@click.argument("instance_id", type=int)
+@click.argument("instance_id", type=ID)
 @click.option("--set", "values", default=None, help="Values to set, as a JSON object (or @file.json).")
 @click.option("--unset", multiple=True, metavar="KEY", help="A key to remove (repeatable).")
 @click.option("--reason", default="", help="Why (recorded in the audit trail).")
@@ -485,14 +506,14 @@ def incidents(c: Context, show_all, as_json):
 def data_command(c: Context, instance_id, values, unset, reason, user, as_json):
     """Correct the data of a running instance (audited); `fallwerk retry` then runs it on."""
     with c.transaction() as session:
-        instance = _runtime(c, session).set_data(instance_id, _load_json(values, "--set"), user=user,
+        instance = _runtime(c, session).set_data(instance_id, _load_json(values, "--set"), user=_known(session, user),
                                                  unset=tuple(unset), reason=reason)
         summary = _instance_summary(session, instance, full=True)
     _emit(as_json, summary, _summary_text(summary, full=True))
 
 
 @main.command()
-@click.argument("instance_id", type=int)
+@click.argument("instance_id", type=ID)
 @click.option("--user", default="admin", show_default=True)
 @json_option
 @pass_ctx
@@ -515,7 +536,7 @@ def worker(c: Context, once, at, interval, batch, as_json):
     """Fire due timers and run their instances on (until SIGTERM; logs on stderr, JSON lines with --json)."""
     from . import worker as worker_module
 
-    clock = FixedClock(parse_instant(at)) if at else c.clock
+    clock = FixedClock(_instant(at)) if at else c.clock
     worker_module.configure_logging(as_json=as_json and not once, level=os.environ.get("FALLWERK_LOG_LEVEL"))
     if once:
         stats = worker_module.run_once(c.factory, clock, batch=batch)

@@ -79,6 +79,10 @@ def test_a_process_is_driven_from_the_shell_with_json_output(cli, tmp_path):
         (["user", "add", "Bad Name"], "Invalid user name"),
         (["user", "add", "x", "--member", "nowhere:counsellor"], "Unknown unit 'nowhere'"),
         (["user", "add", "x", "--member", "rz-west:pope"], "Unknown role 'pope'"),
+        (["start", "nope", "--user", "nobody"], "unknown user 'nobody'"),  # the audit trail names who acted
+        (["cancel", "1", "--user", ""], "unknown user ''"),
+        (["--now", "garbage", "show", "1"], "--now is not an ISO 8601 instant"),
+        (["--now", "99999-01-01", "show", "1"], "--now is not an ISO 8601 instant"),
     ],
 )
 def test_errors_are_one_clear_line_on_stderr(cli, args, message):
@@ -88,6 +92,13 @@ def test_errors_are_one_clear_line_on_stderr(cli, args, message):
     assert result.stderr.startswith("fallwerk: error: ")
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.output
+
+
+@pytest.mark.parametrize("args", [["show", "999999999999999999999999"], ["start", "x", "--version", "2147483648",
+                                                                          "--user", "alice"]])
+def test_a_number_no_id_can_be_is_a_usage_error(cli, args):
+    result = cli(*args, ok=False)
+    assert result.exit_code == 2 and "is not in the range" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_invalid_form_data_names_the_field(cli, tmp_path):
