@@ -15,7 +15,15 @@ from pathlib import Path
 from lxml import etree
 
 from engine.errors import ExpressionError
-from engine.expressions import TemplateExpression, has_expression, template, timer_expression, translate
+from engine.expressions import (
+    TemplateExpression,
+    check_iso_value,
+    has_expression,
+    template,
+    timer_expression,
+    translate,
+)
+from engine.feel_unary import INPUT_NAME
 from engine.forms.schema import RESERVED_MESSAGE
 from engine.parser import (
     BPMN_NS,
@@ -132,6 +140,9 @@ def _exception_finding(exc: Exception, default_file: str, default_element: str =
     message = str(exc.args[0]) if exc.args else exc.__class__.__name__
     if exc.__class__.__name__ not in ("ValidationException",):
         message = f"{exc.__class__.__name__}: {message}"
+    if "perhaps a form has the same ID" in message:  # SpiffWorkflow's words for a flow to a missing element
+        missing = message.rpartition("(")[2].rstrip(")")
+        message = f"a sequence flow leaving this element leads to {missing!r}, which is no element of the process"
     element = getattr(exc, "id", "") or default_element
     file = getattr(exc, "file_name", "") or default_file
     return Finding(file, element, "error", message.strip())
@@ -171,7 +182,9 @@ def check_sources(sources: dict[str, bytes], *, known: KnownNames | None = None)
     # static checks over all documents (they need to know what the other files define)
     process_ids = {p.get("id") for kind, root in documents.values() if kind == "bpmn"
                    for p in root.iter(f"{{{BPMN_NS}}}process")}
-    decision_ids = {d.get("id") for kind, root in documents.values() if kind == "dmn"
+    decision_ids = {d.get("id"): [o.get("name") for o in d.iter() if isinstance(o.tag, str)
+                                  and o.tag.endswith("}output")]
+                    for kind, root in documents.values() if kind == "dmn"
                     for d in root.iter() if isinstance(d.tag, str) and d.tag.endswith("}decision")}
     for name, (kind, root) in documents.items():
         if kind != "bpmn":
@@ -219,6 +232,8 @@ def check_sources(sources: dict[str, bytes], *, known: KnownNames | None = None)
                 add_finding(_exception_finding(exc, name, decision_id))
                 continue
             for table in parser_.decision.decisionTables:
+                for element, message in _decision_table_problems(table):
+                    add(name, element or decision_id, "error", message)
                 for output in table.outputs:
                     if RESERVED_KEY in (output.name or "").split("."):
                         add(name, output.id or decision_id, "error", f"output name {output.name!r}: {RESERVED_MESSAGE}")
@@ -259,6 +274,27 @@ def _inline_form_findings(spec, subprocess_specs, default_file):
                 yield from check_camunda_form(form, file=file, element_id=element)
             except Exception as exc:  # noqa: BLE001 - any failure becomes a finding
                 yield Finding(file, element, "error", f"checker failed on the form: {exc.__class__.__name__}: {exc}")
+
+
+def _decision_table_problems(table):
+    """(element id, message) for what the sandbox refuses in a decision table's cells and input
+    expressions; the run would refuse them on every evaluation."""
+    for column in table.inputs:
+        if column.expression and column.expression.strip():
+            for problem in _sandbox_problems(column.expression, "eval"):
+                yield column.id, f"input expression {column.expression!r}: {problem}"
+    for rule in table.rules:
+        for entry in rule.inputEntries:
+            for lhs in entry.lhs:
+                if lhs is None:
+                    continue
+                python = re.sub(r"\?(?=(?:[^'\"]|['\"][^'\"]*['\"])*$)", INPUT_NAME, lhs)
+                for problem in _sandbox_problems(python, "eval"):
+                    yield entry.id, f"rule {rule.row_number}: input entry {entry.text!r}: {problem}"
+        for entry in rule.outputEntries:
+            if entry.text and entry.text.strip():
+                for problem in _sandbox_problems(entry.text, "eval"):
+                    yield entry.id, f"rule {rule.row_number}: output entry {entry.text!r}: {problem}"
 
 
 def _needed_sources(pid, subprocess_specs, name, parser, documents, sources) -> dict[str, bytes]:
@@ -327,12 +363,14 @@ def _owner_id(node) -> str:
 _XML_NAME = re.compile(r"^[^\W\d][\w.\-]*$")  # an NCName, as BPMN's ids must be
 
 
-def lint_document(root, process_ids: set, decision_ids: set):
-    """Yield (element_id, severity, message) for one BPMN document, without SpiffWorkflow."""
+def lint_document(root, process_ids: set, decision_ids: dict):
+    """Yield (element_id, severity, message) for one BPMN document, without SpiffWorkflow.
+    ``decision_ids`` maps the decisions of the DMN files to their output names."""
     for node in root.iter(f"{{{BPMN_NS}}}*"):
         if node.get("id") is not None and not _XML_NAME.match(node.get("id")):
             yield node.get("id"), "error", (f"{local_name(node)} id {node.get('id')!r} is not a valid XML name: use "
                                             "letters, digits, '_', '-' and '.', starting with a letter or '_'")
+    yield from _duplicate_ids(root)
     yield from _lint_expressions(root)
     yield from _lint_references(root, process_ids, decision_ids)
     for process in root.iter(_b("process")):
@@ -341,6 +379,7 @@ def lint_document(root, process_ids: set, decision_ids: set):
         yield from _lint_scope(process)
         yield from _lint_event_subprocesses(process)
         yield from _lint_camunda_runtime(process)
+        yield from _lint_ignored_features(process, decision_ids)
 
 
 def _lint_camunda_runtime(process):
@@ -365,6 +404,50 @@ def _lint_camunda_runtime(process):
             yield node.get("id"), "warning", ("camunda:in/camunda:out mappings other than variables=\"all\" are "
                                               "ignored: the called process receives all of the case data and "
                                               "returns all of its own")
+
+
+_CONDITION_LANGUAGES = PYTHON_SCRIPT_FORMATS | {"juel"}
+
+
+def _lint_ignored_features(root, decision_outputs):
+    """BPMN and Camunda constructs that SpiffWorkflow accepts but runs differently from what the model
+    says (or not at all)."""
+    for event in root.iter(_b("intermediateThrowEvent"), _b("intermediateCatchEvent")):
+        if event.find(_b("linkEventDefinition")) is not None:
+            yield event.get("id"), "error", ("link events are not supported (the case would end at the throw "
+                                             "event); connect the elements with a sequence flow instead")
+    for node in root.iter(_b("conditionExpression")):
+        language = (node.get("language") or "").strip().lower()
+        if language not in _CONDITION_LANGUAGES:
+            yield _owner_id(node), "error", (f"condition language {node.get('language')!r} is not supported; "
+                                             "conditions are Python (or Camunda ${...} expressions)")
+    for task in root.iter(_b("scriptTask")):
+        if task.get(CAMUNDA + "resultVariable"):
+            yield task.get("id"), "error", ("camunda:resultVariable on a script task is never set; assign the "
+                                            "variable in the script")
+    for task in root.iter(_b("businessRuleTask")):
+        variable = task.get(CAMUNDA + "resultVariable")
+        if not variable:
+            continue
+        outputs = decision_outputs.get(task.get(CAMUNDA + "decisionRef"))
+        if not (outputs == [variable] and task.get(CAMUNDA + "mapDecisionResult") == "singleEntry"):
+            yield task.get("id"), "error", (
+                f"camunda:resultVariable {variable!r} is not supported: the decision's outputs are stored under "
+                "their own names; remove it (it is only accepted with mapDecisionResult=\"singleEntry\" and a "
+                "single output of the same name)")
+    for definition in root.iter(_b("errorEventDefinition")):
+        used = [a for a in ("errorCodeVariable", "errorMessageVariable") if definition.get(CAMUNDA + a)]
+        if not used:
+            continue
+        event = definition.getparent()
+        catching = local_name(event) in ("boundaryEvent", "startEvent", "intermediateCatchEvent")
+        yield (event.get("id") or "-", "error" if catching else "warning",
+               f"camunda:{used[0]} is not supported: the variable is never set" if catching
+               else f"camunda:{used[0]} has no effect on a throwing event")
+    for task in root.iter(_b("receiveTask")):
+        if not task.get("messageRef"):
+            yield task.get("id"), "error", ("receive task without messageRef: it would not wait for anything; "
+                                            "name the message it waits for")
 
 
 def _lint_event_subprocesses(process):
@@ -453,12 +536,28 @@ def _lint_user_task(node):
         except ExpressionError as exc:
             yield node.get("id"), "error", f"camunda:{attribute}: {exc.message}"
             continue
+        if not any(isinstance(part, TemplateExpression) for part in parts):
+            yield from _lint_literal_attribute(node, attribute, value)
         for part in parts:
             if isinstance(part, TemplateExpression):
                 for problem in _sandbox_problems(part.python, "eval"):
                     yield node.get("id"), "error", f"camunda:{attribute} {part.source!r}: {problem}"
     if node.get(CAMUNDA + "formKey") and node.get(CAMUNDA + "formRef"):
         yield node.get("id"), "warning", "both camunda:formKey and camunda:formRef are set; formRef is used"
+
+
+_PRIORITY = re.compile(r"\s*-?[0-9]{1,9}\s*")
+
+
+def _lint_literal_attribute(node, attribute, value):
+    """A user task attribute without ${...}: what the task would get at run time must be valid now."""
+    if attribute in ("dueDate", "followUpDate"):
+        try:
+            check_iso_value(value)
+        except ExpressionError as exc:
+            yield node.get("id"), "error", f"camunda:{attribute}: {exc.message}"
+    elif attribute == "priority" and not _PRIORITY.fullmatch(value):
+        yield node.get("id"), "error", f"camunda:priority {value!r} is not a whole number (or a ${{...}} expression)"
 
 
 def _lint_references(root, process_ids, decision_ids):
@@ -526,6 +625,7 @@ def _lint_scope(scope):
     for flow in flows:
         outgoing.setdefault(flow.get("sourceRef"), []).append(flow)
 
+    yield from _lint_structure(nodes, flows)
     for node_id, node in nodes.items():
         kind, out = local_name(node), outgoing.get(node_id, [])
         conditional = [f for f in out if _condition_text(f)]
@@ -549,6 +649,49 @@ def _lint_scope(scope):
             yield node_id, "warning", "unreachable: no path from a start event leads here"
         elif local_name(node) in _SCOPES:
             yield from _lint_scope(node)
+
+
+_ACTIVITIES = {"task", "userTask", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask",
+               "businessRuleTask", "callActivity", "subProcess", "transaction", "adHocSubProcess"}
+
+
+def _lint_structure(nodes, flows):
+    """Sequence flows and boundary events must connect elements of the same scope; the stock parser
+    reports a missing target with a misleading message, loops on a start event's flow to itself, and
+    runs a boundary event attached to nothing as a plain event."""
+    for flow in flows:
+        for end in ("sourceRef", "targetRef"):
+            ref = flow.get(end)
+            if not ref:
+                yield flow.get("id"), "error", f"sequence flow without {end}"
+            elif ref not in nodes:
+                yield flow.get("id"), "error", (f"sequence flow {end} {ref!r} names no flow element of this "
+                                                "process or sub-process")
+            elif end == "targetRef" and local_name(nodes[ref]) == "startEvent":
+                yield flow.get("id"), "error", (f"sequence flow into start event {ref!r}: a start event has "
+                                                "no incoming flows")
+    for node_id, node in nodes.items():
+        if local_name(node) != "boundaryEvent":
+            continue
+        ref = node.get("attachedToRef")
+        if not ref or ref not in nodes:
+            yield node_id, "error", f"boundary event attached to {ref!r}, which is no element of this process"
+        elif local_name(nodes[ref]) not in _ACTIVITIES:
+            yield node_id, "error", (f"boundary event attached to {local_name(nodes[ref])} {ref!r}, which is "
+                                     "not an activity")
+
+
+def _duplicate_ids(root):
+    seen: dict[str, int] = {}
+    for node in root.iter(f"{{{BPMN_NS}}}*"):
+        node_id = node.get("id")
+        if node_id is None:
+            continue
+        if node_id in seen:
+            yield node_id, "error", (f"id {node_id!r} is used twice (lines {seen[node_id]} and {node.sourceline}); "
+                                     "every element needs its own id")
+        else:
+            seen[node_id] = node.sourceline
 
 
 def _condition_text(flow) -> str | None:

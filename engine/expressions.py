@@ -18,6 +18,7 @@ import keyword
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -335,9 +336,32 @@ _ISO = re.compile(
 TIMER_KINDS = ("timeDate", "timeDuration", "timeCycle")
 
 
+#: the longest timer or due date a model may give: SpiffWorkflow counts months one by one and overflows
+#: beyond year 9999, so a huge literal must be refused before it is used
+MAX_DURATION = timedelta(days=100 * 366)
+#: a bare value that is meant as an ISO duration or repetition (not a variable name): P3X, -P1D, R3/PT1X
+_ISO_LIKE = re.compile(r"-?[PR]\d[\w.,/:+-]*", re.IGNORECASE)
+
+
+def _check_duration(value: str) -> None:
+    parsed = TimerEventDefinition.parse_iso_duration(value)
+    if not parsed:
+        raise ValueError("a duration needs at least one number, like PT0S")
+    if parsed.get("years", 0) * 12 + parsed.get("months", 0) > 1200:
+        raise ValueError("longer than 100 years")
+    try:
+        delta = TimerEventDefinition.get_timedelta_from_start(dict(parsed))
+    except OverflowError:
+        delta = None
+    if delta is None or delta > MAX_DURATION:
+        raise ValueError("longer than 100 years")
+
+
 def _check_iso(value: str, kind: str | None) -> None:
     """Raise ExpressionError unless SpiffWorkflow accepts ``value`` for a timer of ``kind``."""
     upper = value.upper()
+    if upper.startswith("-"):
+        raise ExpressionError(f"invalid timer value {value!r}: negative durations are not supported")
     if kind is None:
         kind = ("timeCycle" if upper.startswith("R") else
                 "timeDuration" if upper.startswith("P") else "timeDate")
@@ -345,12 +369,14 @@ def _check_iso(value: str, kind: str | None) -> None:
         if kind == "timeCycle":
             if not upper.startswith("R"):
                 raise ValueError("a cycle must be an ISO-8601 repetition like R3/PT1H")
+            for part in value.split("/")[1:]:
+                if part.upper().startswith("P"):
+                    _check_duration(part)
             TimerEventDefinition.parse_iso_recurring_interval(value)
         elif kind == "timeDuration":
             if not upper.startswith("P"):
                 raise ValueError("a duration must look like PT5M or P3D")
-            if not TimerEventDefinition.parse_iso_duration(value):
-                raise ValueError("a duration needs at least one number, like PT0S")
+            _check_duration(value)
         else:
             parsed = TimerEventDefinition.parse_time_or_duration(value)
             if isinstance(parsed, dict):
@@ -377,7 +403,15 @@ def timer_expression(text: str, kind: str | None = None) -> str:
         return value
     if _CRON.match(value):
         raise ExpressionError("cron cycles are not supported; use an ISO-8601 repetition like R/PT5M")
-    if _ISO.match(value):
+    if _ISO.match(value) or _ISO_LIKE.fullmatch(value):
         _check_iso(value, kind)
         return json.dumps(value)
     return value
+
+
+def check_iso_value(value: str) -> None:
+    """ExpressionError unless ``value`` is an ISO-8601 date, date-time or duration a due date may be."""
+    value = value.strip()
+    if not value:
+        raise ExpressionError("empty date or duration")
+    _check_iso(value, None)

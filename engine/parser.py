@@ -44,6 +44,7 @@ from SpiffWorkflow.dmn.parser.DMNParser import DMNParser
 
 from engine.errors import ExpressionError
 from engine.expressions import has_expression, timer_expression, translate
+from engine.feel_unary import translate_input_entry
 
 CAMUNDA = "{" + CAMUNDA_MODEL_NS + "}"
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -398,6 +399,19 @@ class DecisionParser(DMNParser):
                 raise invalid("Decision without a decision table (literal expressions are not supported)",
                               self.decision_node, self.filename)
             self.decision = self._parse_decision([self.decision_node])
+            self._translate_input_entries()
+
+    def _translate_input_entries(self):
+        """FEEL unary tests in input entries become explicit sandbox expressions (engine.feel_unary):
+        SpiffWorkflow would read `50,60,70` or `not(50)` as Python and answer wrongly."""
+        for table in self.decision.decisionTables:
+            for rule in table.rules:
+                for entry in rule.inputEntries:
+                    try:
+                        entry.lhs = [translate_input_entry(entry.text)]
+                    except ExpressionError as exc:
+                        node = next((n for n in self.decision_node.iter() if n.get("id") == entry.id), None)
+                        raise invalid(f"rule {rule.row_number}: {exc.message}", node, self.filename) from None
 
 
 class FallwerkParser(CamundaParser):

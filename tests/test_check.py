@@ -390,3 +390,221 @@ def test_finding_dict_and_result():
     assert finding.to_dict() == {"file": "a.bpmn", "element_id": "-", "severity": "error", "message": "bad"}
     result = check_sources({"a.bpmn": b"nope"})
     assert result.to_dict()["ok"] is False
+
+
+# -- DMN input entries: FEEL unary tests -------------------------------------------------------------
+
+def grade_dmn(cell: str, first: str = ">= 90") -> bytes:
+    cell, first = (c.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for c in (cell, first))
+    return f"""<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="dd" name="g" namespace="x">
+  <decision id="grade" name="Grade"><decisionTable id="dt" hitPolicy="FIRST">
+    <input id="i1" label="Score"><inputExpression id="ie1" typeRef="integer"><text>score</text>
+      </inputExpression></input>
+    <output id="o1" name="grade" typeRef="string"/>
+    <rule id="r1"><inputEntry id="e1"><text>{first}</text></inputEntry>
+      <outputEntry id="oe1"><text>"A"</text></outputEntry></rule>
+    <rule id="r2"><inputEntry id="e2"><text>{cell}</text></inputEntry>
+      <outputEntry id="oe2"><text>"B"</text></outputEntry></rule>
+    <rule id="r3"><inputEntry id="e3"><text>-</text></inputEntry>
+      <outputEntry id="oe3"><text>"C"</text></outputEntry></rule>
+  </decisionTable></decision>
+</definitions>""".encode()
+
+
+def decide(cell: str, score, first: str = ">= 90") -> str:
+    from engine.sandbox import SandboxScriptEngine
+
+    result = check_sources({"a.bpmn": linear('<bpmn:businessRuleTask id="b" camunda:decisionRef="grade"/>', "b"),
+                            "g.dmn": grade_dmn(cell, first)})
+    assert result.ok, messages(result)
+    wf = BpmnWorkflow(result.processes["p"].spec, script_engine=SandboxScriptEngine())
+    wf.get_tasks(state=TaskState.READY)[0].data["score"] = score
+    wf.do_engine_steps()
+    assert wf.completed
+    return wf.last_task.data["grade"]
+
+
+@pytest.mark.parametrize(("cell", "grades"), [
+    ("50,60,70", {60: "B", 55: "C", 95: "A"}),
+    ("not(50)", {60: "B", 50: "C"}),
+    ('not(50, 60)', {70: "B", 60: "C", 50: "C"}),
+    ("[50..90[", {50: "B", 89: "B", 90: "A", 49: "C"}),
+    ("[50..89]", {89: "B", 50: "B", 49: "C"}),
+    ("]49..90[", {50: "B", 49: "C"}),
+    ("(49..90)", {50: "B", 49: "C"}),
+    ("< 90", {10: "B"}),
+    (">= 50", {50: "B", 49: "C"}),
+    ("<= 89.5", {89: "B"}),
+    ("60", {60: "B", 61: "C"}),
+    ("!= 50", {60: "B", 50: "C"}),
+    ("< 20, [40..50]", {10: "B", 45: "B", 30: "C"}),
+    ("? >= 50 and ? < 90", {60: "B", 40: "C"}),
+])
+def test_dmn_feel_unary_tests_give_feel_answers(cell, grades):
+    for score, grade in grades.items():
+        assert decide(cell, score) == grade, (cell, score)
+
+
+def test_dmn_strings_and_null_as_feel():
+    assert decide('"x?", "y"', "x?", first='"A"') == "B"
+    assert decide('"x?", "y"', "z", first='"A"') == "C"
+    assert decide('"x?", "y"', "A", first='"A"') == "A"
+    assert decide("null", None, first='"A"') == "B"
+
+
+@pytest.mark.parametrize(("cell", "message"), [
+    ("50..89", "a range needs brackets"),
+    (">= 50 and < 90", "write a range such as [50..90["),
+    ("foo(", "neither a supported FEEL unary test"),
+    ('__import__("os")', "forbidden name '__import__'"),
+    ('date("2020-01-01")', "FEEL functions are not supported"),
+    ("score > 49", "means different things"),
+    ("[50, 60]", "means different things"),
+    ('"a" or "b"', "means different things"),
+])
+def test_dmn_input_entries_that_cannot_be_evaluated_are_errors(cell, message):
+    result = check_sources({"a.bpmn": linear('<bpmn:businessRuleTask id="b" camunda:decisionRef="grade"/>', "b"),
+                            "g.dmn": grade_dmn(cell)})
+    errors = [f for f in result.errors if f.file == "g.dmn"]
+    assert errors and errors[0].element_id == "e2" and message in errors[0].message, messages(result)
+
+
+# -- constructs SpiffWorkflow accepts but would run differently -------------------------------------
+
+LINK = """<bpmn:startEvent id="s"/><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="lt"/>
+<bpmn:intermediateThrowEvent id="lt"><bpmn:linkEventDefinition name="L"/></bpmn:intermediateThrowEvent>
+<bpmn:intermediateCatchEvent id="lc"><bpmn:linkEventDefinition name="L"/></bpmn:intermediateCatchEvent>
+<bpmn:sequenceFlow id="f2" sourceRef="lc" targetRef="t"/><bpmn:userTask id="t"/>
+<bpmn:sequenceFlow id="f3" sourceRef="t" targetRef="e"/><bpmn:endEvent id="e"/>"""
+
+
+def test_link_events_are_errors():
+    errors = messages(check_sources({"a.bpmn": bpmn(LINK)}), "error")
+    assert [m.split(":")[1].strip() for m in errors] == ["lt", "lc"], errors
+    assert all("link events are not supported" in m for m in errors)
+
+
+SUB_WITH_ERROR = """<bpmn:subProcess id="sp"><bpmn:startEvent id="ss"/><bpmn:sequenceFlow id="sf" sourceRef="ss"
+ targetRef="ee"/><bpmn:endEvent id="ee"><bpmn:errorEventDefinition errorRef="err" {throw}/></bpmn:endEvent>
+</bpmn:subProcess><bpmn:boundaryEvent id="eb" attachedToRef="sp"><bpmn:errorEventDefinition errorRef="err" {catch}/>
+</bpmn:boundaryEvent><bpmn:sequenceFlow id="f9" sourceRef="eb" targetRef="e"/>"""
+
+
+@pytest.mark.parametrize(("throw", "catch", "expected"), [
+    ("", 'camunda:errorCodeVariable="code"', ("eb", "error")),
+    ("", 'camunda:errorMessageVariable="msg"', ("eb", "error")),
+    ('camunda:errorCodeVariable="code"', "", ("ee", "warning")),
+])
+def test_error_code_and_message_variables_are_reported(throw, catch, expected):
+    model = linear(SUB_WITH_ERROR.format(throw=throw, catch=catch), "sp", extra='<bpmn:error id="err" errorCode="E1"/>')
+    found = [(f.element_id, f.severity) for f in check_sources({"a.bpmn": model}).findings
+             if "Variable" in f.message]
+    assert found == [expected]
+
+
+@pytest.mark.parametrize("language", ["groovy", "javascript", "JavaScript"])
+def test_a_condition_in_another_language_is_an_error(language):
+    body = f"""<bpmn:startEvent id="s"/><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="g"/>
+    <bpmn:exclusiveGateway id="g" default="f3"/><bpmn:sequenceFlow id="f2" sourceRef="g" targetRef="e">
+    <bpmn:conditionExpression language="{language}">x == 1</bpmn:conditionExpression></bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f3" sourceRef="g" targetRef="e"/><bpmn:endEvent id="e"/>"""
+    assert messages(check_sources({"a.bpmn": bpmn(body)}), "error") == [
+        f"a.bpmn: f2: condition language {language!r} is not supported; conditions are Python (or Camunda ${{...}} "
+        "expressions)"]
+    assert check_sources({"a.bpmn": bpmn(body.replace(f' language="{language}"', ' language="python"'))}).ok
+
+
+def test_result_variable_on_a_script_task_is_an_error():
+    task = '<bpmn:scriptTask id="sc" camunda:resultVariable="r"><bpmn:script>r = 1</bpmn:script></bpmn:scriptTask>'
+    assert messages(check_sources({"a.bpmn": linear(task, "sc")}), "error") == [
+        "a.bpmn: sc: camunda:resultVariable on a script task is never set; assign the variable in the script"]
+
+
+@pytest.mark.parametrize(("attributes", "ok"), [
+    ('camunda:resultVariable="b" camunda:mapDecisionResult="singleEntry"', True),  # what happens anyway
+    ('camunda:resultVariable="result"', False),
+    ('camunda:resultVariable="b"', False),  # Camunda's default resultList stores a list of maps
+    ('camunda:resultVariable="other" camunda:mapDecisionResult="singleEntry"', False),
+])
+def test_result_variable_on_a_business_rule_task(attributes, ok):
+    task = f'<bpmn:businessRuleTask id="b" camunda:decisionRef="second" {attributes}/>'
+    result = check_sources({"a.bpmn": linear(task, "b"), "d.dmn": DMN})
+    assert result.ok == ok, messages(result)
+    if not ok:
+        assert "camunda:resultVariable" in messages(result, "error")[0]
+
+
+def test_a_receive_task_without_message_is_an_error():
+    result = check_sources({"a.bpmn": linear('<bpmn:receiveTask id="r"/>', "r")})
+    assert messages(result, "error") == ["a.bpmn: r: receive task without messageRef: it would not wait for "
+                                         "anything; name the message it waits for"]
+
+
+def test_the_networks_models_pass_the_checker():
+    root = Path(__file__).parent.parent
+    paths = [*sorted(root.glob("processes/*.bpmn")), *sorted(root.glob("processes/*.dmn"))]
+    result = check_files(paths)
+    assert result.ok, messages(result, "error")
+
+
+# -- structure the stock parser misses ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ('<bpmn:startEvent id="s"/><bpmn:sequenceFlow id="f" sourceRef="s" targetRef="s"/>',
+     "a.bpmn: f: sequence flow into start event 's': a start event has no incoming flows"),
+    ('<bpmn:startEvent id="s"/><bpmn:sequenceFlow id="f" sourceRef="s" targetRef="b"/><bpmn:boundaryEvent id="b" '
+     'attachedToRef="nope"><bpmn:timerEventDefinition><bpmn:timeDuration>P1D</bpmn:timeDuration>'
+     '</bpmn:timerEventDefinition></bpmn:boundaryEvent>',
+     "a.bpmn: b: boundary event attached to 'nope', which is no element of this process"),
+    ('<bpmn:startEvent id="s"/><bpmn:sequenceFlow id="f" sourceRef="s" targetRef="t"/><bpmn:task id="t"/>'
+     '<bpmn:task id="t"/><bpmn:sequenceFlow id="f2" sourceRef="t" targetRef="e"/><bpmn:endEvent id="e"/>',
+     "a.bpmn: t: id 't' is used twice (lines 1 and 1); every element needs its own id"),
+    ('<bpmn:startEvent id="s"/><bpmn:sequenceFlow id="f" sourceRef="s" targetRef="missing"/>',
+     "a.bpmn: f: sequence flow targetRef 'missing' names no flow element of this process or sub-process"),
+])
+def test_structural_errors_are_findings(body, expected):
+    errors = messages(check_sources({"a.bpmn": bpmn(body)}), "error")
+    assert errors[0] == expected, errors
+    assert not any("perhaps a form has the same ID" in m for m in errors)
+
+
+# -- literal timer and due date values ------------------------------------------------------------------
+
+def timer_model(kind: str, value: str) -> bytes:
+    event = (f'<bpmn:intermediateCatchEvent id="w"><bpmn:timerEventDefinition><bpmn:{kind}>{value}</bpmn:{kind}>'
+             '</bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>')
+    return linear(event, "w")
+
+
+@pytest.mark.parametrize(("kind", "value", "message"), [
+    ("timeDuration", "P3X", "Invalid duration"),
+    ("timeDuration", "-P1D", "negative durations are not supported"),
+    ("timeDuration", "P99999Y", "longer than 100 years"),
+    ("timeDuration", "PT99999999999H", "longer than 100 years"),
+    ("timeCycle", "R3/P9999999999Y", "longer than 100 years"),
+])
+def test_literal_timer_values_that_cannot_run_are_errors(kind, value, message):
+    errors = check_sources({"a.bpmn": timer_model(kind, value)}).errors
+    assert errors and errors[0].element_id == "w" and message in errors[0].message, errors
+
+
+@pytest.mark.parametrize("value", ["P99Y", "PT5M", "${reminder}", "reminder_due", "Period"])
+def test_valid_timer_values_and_expressions_stay_accepted(value):
+    assert check_sources({"a.bpmn": timer_model("timeDuration", value)}).ok
+
+
+@pytest.mark.parametrize(("attributes", "message"), [
+    ('camunda:dueDate="P3X"', "camunda:dueDate: invalid timeDuration timer value 'P3X'"),
+    ('camunda:followUpDate="morgen"', "camunda:followUpDate: invalid timeDate timer value 'morgen'"),
+    ('camunda:priority="high"', "camunda:priority 'high' is not a whole number"),
+])
+def test_literal_user_task_dates_and_priorities_are_checked(attributes, message):
+    errors = messages(check_sources({"a.bpmn": linear(f'<bpmn:userTask id="t" {attributes}/>', "t")}), "error")
+    assert len(errors) == 1 and message in errors[0], errors
+
+
+@pytest.mark.parametrize("attributes", ['camunda:dueDate="P3D" camunda:priority="70"',
+                                        'camunda:dueDate="2026-12-01T09:00:00Z" camunda:followUpDate="${due}"',
+                                        'camunda:priority="${prio}"'])
+def test_valid_user_task_dates_and_priorities(attributes):
+    assert check_sources({"a.bpmn": linear(f'<bpmn:userTask id="t" {attributes}/>', "t")}).ok

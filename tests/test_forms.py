@@ -1,6 +1,7 @@
 """Forms: parsing form-js and inline Camunda forms, server-side validation, WTForms, findings."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,38 @@ def test_the_pattern_is_unanchored_like_form_js():
     definition = form({"type": "textfield", "key": "code", "validate": {"pattern": "[0-9]{3}"}})
     assert definition.validate({"code": "ab123cd"}) == {"code": "ab123cd"}
     assert errors_of(definition, {"code": "12"}) == {"code": ["Die Eingabe hat nicht das erwartete Format."]}
+
+
+REDOS = {"type": "textfield", "key": "code", "validate": {"pattern": "^(a+)+$", "maxLength": 100}}
+UNCHECKED = "Die Eingabe kann nicht geprüft werden. Bitte wenden Sie sich an die Koordination."
+
+
+@pytest.mark.parametrize("pattern", ["^(a+)+$", "(a|aa)*b", "^([a-z]+[0-9]*)+$"])
+def test_a_pattern_that_nests_repetitions_is_an_error_at_check_time(pattern):
+    component = {**REDOS, "validate": {"pattern": pattern}}
+    found = check_form({"id": "f", "components": [component]}, file="f.form")
+    assert [(f.element_id, f.severity) for f in found] == [("code", "error")]
+    assert "nests repetitions" in found[0].message
+
+
+def test_a_deployed_form_with_a_catastrophic_pattern_never_runs_it(caplog):
+    definition = form(REDOS, form_id="redos")  # loaded as in use: a warning, not an unusable form
+    assert any("nests repetitions" in f.message for f in definition.findings)
+    assert "nests repetitions" in caplog.text
+    started = time.monotonic()
+    assert errors_of(definition, {"code": "a" * 40 + "!"}) == {"code": [UNCHECKED]}
+    assert errors_of(definition, {"code": "aaa"}) == {"code": [UNCHECKED]}  # fail closed: nothing unchecked
+    assert time.monotonic() - started < 1
+    assert definition.validate({}) == {"code": None}  # an empty optional field still works
+
+
+def test_a_slow_pattern_is_stopped_by_a_time_bound():
+    # no nested repetition, but polynomial backtracking: minutes on 3,000 characters without a bound
+    definition = form({"type": "textfield", "key": "code", "validate": {"pattern": r"^\w*\w*\w*\w*\w*\w*\s$"}})
+    started = time.monotonic()
+    assert errors_of(definition, {"code": "a" * 3000 + "!"}) == {"code": [UNCHECKED]}
+    assert time.monotonic() - started < 2
+    assert definition.validate({"code": "ab "}) == {"code": "ab "}
 
 
 def test_the_pattern_does_not_apply_to_an_empty_optional_value():
@@ -790,3 +823,14 @@ def test_demo_values_fit_every_form_of_the_network_and_name_organisations_as_org
         visible = definition.validate(values)  # plausible means: the form accepts them
         if "organisation_name" in values:
             assert visible["organisation_name"] in demo.ORGANISATIONS, path.name
+
+
+def test_a_deeply_nested_form_is_a_finding_not_a_crash():
+    text = '{"id": "f", "components": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    assert [(f.severity, f.message) for f in check_form(text, file="deep.form")] == [
+        ("error", "the JSON is nested too deeply")]
+    component = {"type": "textfield", "key": "x"}
+    for level in range(300):
+        component = {"type": "group", "id": f"g{level}", "components": [component]}
+    found = check_form(json.dumps({"id": "f", "components": [component]}), file="f.form")
+    assert [f.message for f in found] == ["groups are nested more than 32 levels deep"]

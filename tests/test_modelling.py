@@ -211,7 +211,7 @@ def test_decision_tables_and_called_processes_come_from_the_deployed_files(org):
            b'</definitions>')
     body = "\n".join([
         '<bpmn:startEvent id="start" />',
-        '<bpmn:businessRuleTask id="route_it" camunda:decisionRef="route" camunda:resultVariable="r" '
+        '<bpmn:businessRuleTask id="route_it" camunda:decisionRef="route" camunda:resultVariable="unit" '
         'camunda:mapDecisionResult="singleEntry" />',
         '<bpmn:callActivity id="call" calledElement="beratung" />', '<bpmn:endEvent id="end" />',
         flow("f1", "start", "route_it"), flow("f2", "route_it", "call"), flow("f3", "call", "end"),

@@ -39,6 +39,7 @@ class Constraints:
     minimum: Decimal | None = None
     maximum: Decimal | None = None
     pattern: str | None = None
+    pattern_refused: bool = False  # a deployed form's pattern that could run for ever: refuse every value
     validation_type: str | None = None  # "email" or "phone"
     decimal_digits: int | None = None
     increment: Decimal | None = None

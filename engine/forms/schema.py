@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -34,6 +35,9 @@ DATETIME_SUBTYPES = frozenset({"date", "time", "datetime"})
 VALIDATE_KEYS = frozenset(
     {"required", "minLength", "maxLength", "min", "max", "pattern", "validationType", "customValidation"}
 )
+log = logging.getLogger(__name__)
+#: groups inside groups; deeper forms are refused (reading them recursively could exhaust the stack)
+MAX_GROUP_DEPTH = 32
 _SEGMENT = re.compile(r"[^\W\d]\w*")
 RESERVED_MESSAGE = f"'{RESERVED_KEY}' is reserved for the engine's stored values; choose another name"
 
@@ -55,8 +59,10 @@ def _truthy(value: Any) -> bool:
 
 
 class _Reader:
-    def __init__(self, file: str):
+    def __init__(self, file: str, deployed: bool = False):
         self.file = file
+        self.deployed = deployed  # loading a form to use it, not checking it before a deploy
+        self.depth = 0  # groups around the component being read
         self.findings: list = []
         self.fields: list[FormField] = []
         self.keys: dict[str, str] = {}  # full key -> element id of the first component
@@ -134,7 +140,10 @@ class _Reader:
         self.fields.append(built)
         return LayoutItem("field", key=built.key, hide=conditions, component_id=built.component_id)
 
-    def group(self, component, element_id, prefix, conditions, personal) -> LayoutItem:
+    def group(self, component, element_id, prefix, conditions, personal) -> LayoutItem | None:
+        if self.depth >= MAX_GROUP_DEPTH:
+            self.add(element_id, "error", f"groups are nested more than {MAX_GROUP_DEPTH} levels deep")
+            return None
         path = component.get("path")
         if path:
             segments = tuple(str(path).split("."))
@@ -145,10 +154,14 @@ class _Reader:
                 self.add(element_id, "error", f"group path {path!r}: {RESERVED_MESSAGE}")
                 segments = ()
             prefix = (*prefix, *segments)
-        children = self.components(
-            component.get("components", []), prefix=prefix, hide=conditions, personal=personal,
-            where=f"{element_id}.components",
-        )
+        self.depth += 1
+        try:
+            children = self.components(
+                component.get("components", []), prefix=prefix, hide=conditions, personal=personal,
+                where=f"{element_id}.components",
+            )
+        finally:
+            self.depth -= 1
         label = component.get("label") or ""
         return LayoutItem("group", label=str(label), children=children, hide=conditions,
                           component_id=component.get("id"))
@@ -290,12 +303,26 @@ class _Reader:
         if validation_type not in (None, "email", "phone"):
             self.add(element_id, "error", f"validate.validationType {validation_type!r} is not supported")
             validation_type = None
+        pattern_refused = False
         if pattern is not None:
             try:
                 re.compile(pattern)
             except (re.error, TypeError) as exc:
                 self.add(element_id, "error", f"validate.pattern {pattern!r} is not a valid regular expression: {exc}")
                 pattern = None
+            else:
+                if values.risky_pattern(pattern):
+                    message = (f"validate.pattern {pattern!r} nests repetitions (like (a+)+) and could run for "
+                               "ever on a crafted text; simplify it")
+                    if self.deployed:
+                        # an already deployed form: never run the pattern, refuse values for the field instead
+                        log.warning("%s: %s: %s; the field refuses every value until the form is fixed",
+                                    self.file, element_id, message)
+                        self.add(element_id, "warning", f"{message}; the field refuses every value")
+                        pattern_refused = True
+                    else:
+                        self.add(element_id, "error", message)
+                    pattern = None
         decimal_digits, increment = None, None
         if kind == "number":
             decimal_digits = component.get("decimalDigits")
@@ -320,20 +347,28 @@ class _Reader:
             minimum=minimum,
             maximum=maximum,
             pattern=pattern,
+            pattern_refused=pattern_refused,
             validation_type=validation_type,
             decimal_digits=decimal_digits,
             increment=increment,
         )
 
 
-def parse_form(definition: Mapping[str, Any] | bytes | str, *, file: str = "<form>"):
-    """(FormDefinition or None, findings). Never raises for a bad definition."""
-    reader = _Reader(file)
+def parse_form(definition: Mapping[str, Any] | bytes | str, *, file: str = "<form>", deployed: bool = False):
+    """(FormDefinition or None, findings). Never raises for a bad definition.
+
+    ``deployed=True`` reads a form that is already in use (`load_form`): a pattern that could run for ever
+    is then a warning and its field refuses every value, instead of an error that makes the whole form
+    unusable."""
+    reader = _Reader(file, deployed)
     if isinstance(definition, bytes | str):
         try:
             definition = json.loads(definition)
         except (ValueError, UnicodeDecodeError) as exc:
             reader.add(PurePath(file).name, "error", f"not valid JSON: {exc}")
+            return None, reader.findings
+        except RecursionError:
+            reader.add(PurePath(file).name, "error", "the JSON is nested too deeply")
             return None, reader.findings
     if not isinstance(definition, Mapping):
         reader.add(PurePath(file).name, "error", "a form definition must be a JSON object")
@@ -380,7 +415,7 @@ def _load_text(text: bytes | str, file: str) -> FormDefinition:
 
 
 def _load(definition: Any, file: str) -> FormDefinition:
-    form, findings = parse_form(definition, file=file)
+    form, findings = parse_form(definition, file=file, deployed=True)
     errors = [f for f in findings if f.severity == "error"]
     if errors or form is None:
         raise ModelError(f"{file}: {len(errors)} error(s) in the form: {errors[0].message}", findings=findings)

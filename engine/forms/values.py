@@ -12,8 +12,25 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import regex as _regex
+
 if TYPE_CHECKING:
     from engine.forms.model import FormField, Option
+
+#: seconds a form's `validate.pattern` may search one value; patterns that nest repetitions are refused
+#: before (`risky_pattern`), this bounds the rest (e.g. `\d*\d*\d*x` on a long text)
+PATTERN_TIMEOUT = 0.25
+
+
+def risky_pattern(pattern: str) -> bool:
+    """True for a pattern that the sandbox refuses in scripts: a repetition or alternation nested in a
+    repetition (`(a+)+`, `(a|aa)*`), whose backtracking can take exponential time."""
+    from engine.sandbox import _risky  # the sandbox's own check, so forms and scripts refuse the same
+
+    try:
+        return _risky(re._parser.parse(pattern), False)
+    except re.error:
+        return True
 
 # Messages shown to the person filling in the form: plain, short, German.
 class Message(str):
@@ -39,6 +56,7 @@ MSG_DATE = Message("Bitte geben Sie ein gültiges Datum ein, zum Beispiel 31.12.
 MSG_TIME = Message("Bitte geben Sie eine gültige Uhrzeit ein, zum Beispiel 14:30.")
 MSG_DATETIME = Message("Bitte geben Sie Datum und Uhrzeit ein, zum Beispiel 31.12.2026 14:30.")
 MSG_PATTERN = Message("Die Eingabe hat nicht das erwartete Format.")
+MSG_PATTERN_UNCHECKED = Message("Die Eingabe kann nicht geprüft werden. Bitte wenden Sie sich an die Koordination.")
 MSG_EMAIL = Message("Bitte geben Sie eine gültige E-Mail-Adresse ein.")
 MSG_PHONE = Message("Bitte geben Sie eine Telefonnummer mit Ländervorwahl ein, zum Beispiel +49385123456.")
 MSG_UNDECLARED = Message("Dieses Feld gibt es im Formular nicht.")
@@ -253,8 +271,14 @@ def check(field: FormField, value: Any) -> list[str]:
             messages.append(Message("Mindestens %(n)s Zeichen.", n=rules.min_length))
         if rules.max_length is not None and length > rules.max_length:
             messages.append(Message("Höchstens %(n)s Zeichen.", n=rules.max_length))
-        if rules.pattern is not None and not re.search(rules.pattern, value):
-            messages.append(MSG_PATTERN)
+        if rules.pattern_refused:
+            messages.append(MSG_PATTERN_UNCHECKED)
+        elif rules.pattern is not None:
+            try:
+                if not _regex.search(rules.pattern, value, timeout=PATTERN_TIMEOUT):
+                    messages.append(MSG_PATTERN)
+            except TimeoutError:
+                messages.append(MSG_PATTERN_UNCHECKED)
         if rules.validation_type == "email" and not _EMAIL.match(value.strip()):
             messages.append(MSG_EMAIL)
         if rules.validation_type == "phone" and not _PHONE.match(re.sub(r"[\s/-]", "", value)):
