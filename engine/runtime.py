@@ -38,6 +38,7 @@ from .deploy import form_reference, latest_definition, start_event_spec
 from .errors import (
     ExpressionError,
     FallwerkError,
+    ModelError,
     NotFound,
     PermissionDenied,
     StaleTask,
@@ -56,6 +57,27 @@ log = logging.getLogger(__name__)
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 SYSTEM = "system"
 _LENT = "fallwerk.lent_workflows"  # session.info: workflows read by views in this session (see hand_in)
+
+
+#: engine steps (tasks run) one act may take without the case waiting: a loop that never waits is stopped.
+#: SpiffWorkflow walks the task tree at every step, so the time grows with the square of the steps: 2,000
+#: take about 4 s here, while the instance stays locked; no procedure of the network takes 100.
+MAX_ENGINE_STEPS = 2_000
+
+
+def run_engine_steps(workflow: BpmnWorkflow) -> None:
+    """`do_engine_steps`, stopped by a ModelError at the element of the step after MAX_ENGINE_STEPS."""
+    steps, limit = 0, MAX_ENGINE_STEPS
+
+    def count(task) -> None:
+        nonlocal steps
+        steps += 1
+        if steps > limit:
+            raise ModelError(f"more than {limit:,} steps ran without the case waiting for a person, a message or "
+                             "a timer: a loop of the model does not end", element_id=task.task_spec.bpmn_id
+                             or task.task_spec.name)
+
+    workflow.do_engine_steps(did_complete_task=count)
 
 
 def make_script_engine():
@@ -419,7 +441,7 @@ class Runtime:
             with engine_time(self.clock):
                 probe.refresh_timers()
                 try:
-                    probe.do_engine_steps()
+                    run_engine_steps(probe)
                 except Exception:  # noqa: BLE001 - the worker records it; here we only ask about the task
                     log.info("engine steps failed while checking task freshness", extra={"task": row.id})
         spiff_task = probe.get_task_from_id(UUID(row.id)) if UUID(row.id) in _all_ids(probe) else None
@@ -475,7 +497,7 @@ class Runtime:
         try:
             with engine_time(self.clock):
                 workflow.refresh_timers()
-                workflow.do_engine_steps()
+                run_engine_steps(workflow)
             self._save(instance, workflow, read=read)
         except Exception as exc:  # noqa: BLE001 - any failure of model code becomes an incident
             writes.discard(self.session.connection(), queued)

@@ -34,6 +34,7 @@ import math
 import re
 import reprlib
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from functools import lru_cache
 
@@ -58,6 +59,7 @@ from engine.sandbox_policy import (
     measure,
     refuse,
 )
+from engine.serialization import data_problems, describe_problems
 
 try:  # optional: the `regex` package can time out a running match, the standard `re` cannot
     import regex as _regex
@@ -316,6 +318,18 @@ _MATH = _Namespace(
 _DATETIME = _Namespace("datetime", date=_dt.date, datetime=_ClockedDatetime, time=_dt.time,
                        timedelta=_dt.timedelta, timezone=_dt.timezone)
 
+#: values that are a script's tools, not data (besides anything callable): a script's variable holding one
+#: is not kept in the task data
+_TOOLS = (_Namespace, _Pattern, _Match, range, Iterator, _dt.tzinfo)
+
+
+def _tool_kind(value) -> str:
+    for kind, name in ((_Pattern, "regular expression"), (_Match, "match"), (_Namespace, "module")):
+        if isinstance(value, kind):
+            return name
+    return "function" if callable(value) else type(value).__name__
+
+
 _INTERNAL_IMPORTS = frozenset({"time", "_strptime", "calendar", "locale", "unicodedata"})
 
 
@@ -426,16 +440,24 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):
             leave_budget(previous)
 
     def _store(self, namespace, context, external_context):
-        """Write the script's variables back to task data; drop what is not data, like TaskDataEnvironment."""
+        """Write the script's variables back to task data. Functions and the script's other tools are not
+        data: a new variable holding one is not kept, and a data variable cannot become one. Data that could
+        not be stored as it is (also changed in place) stops the script."""
         updates = {}
         removed = [k for k in context if isinstance(k, str) and not k.startswith("_") and k not in namespace]
         for key, value in namespace.items():
             if key.startswith("_") or key in external_context or (key in context and context[key] is value):
                 continue
-            if not callable(value) and measure(value, self.limits.max_stored):
-                updates[key] = value
-            elif key in context:  # functions, patterns, sets, ...: not kept
-                removed.append(key)
+            if callable(value) or isinstance(value, _TOOLS):
+                if key in context:
+                    raise ExpressionError(f"the data variable '{key}' cannot hold a {_tool_kind(value)}, "
+                                          "which is not data; use another name")
+                continue
+            measure(value, self.limits.max_stored)
+            updates[key] = value
+        problems = data_problems({**{k: v for k, v in context.items() if k not in removed}, **updates})
+        if problems:
+            raise ExpressionError(f"the script's variables cannot be stored: {describe_problems(problems)}")
         for key in removed:
             del context[key]
         context.update(updates)

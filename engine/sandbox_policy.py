@@ -18,7 +18,6 @@ size, recursion depth, memory).  :func:`check_expression` reports problems witho
 from __future__ import annotations
 
 import ast
-import datetime as _dt
 import math
 import operator
 import re
@@ -28,7 +27,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from typing import Literal, NamedTuple
-from uuid import UUID
 
 from RestrictedPython import compile_restricted_eval, compile_restricted_exec
 from RestrictedPython.Guards import (
@@ -294,12 +292,6 @@ def leave_budget(previous: Budget | None) -> None:
 
 
 # --- size estimates -------------------------------------------------------------------------------
-#: leaf types that may be stored in task data (SpiffWorkflow's serializer handles the non-JSON ones)
-SCALARS = frozenset({str, int, float, bool, type(None), Decimal, _dt.datetime, _dt.date, _dt.time,
-                     _dt.timedelta, UUID})
-_KEYS = frozenset({str, int, float, bool, type(None)})
-
-
 def check_length(size: int) -> None:
     limit = current_budget().limits.max_length
     if size > limit:
@@ -318,9 +310,9 @@ def check_int_source(value) -> None:
         refuse(f"Decimal {value} is too large to convert (size bound)")
 
 
-def measure(value, limit: int) -> bool:
-    """Estimate the printed size of *value*; refuse above *limit*.  True if it is plain storable data."""
-    total, stack, plain = 0, [value], True
+def measure(value, limit: int) -> None:
+    """Estimate the printed size of *value*; refuse above *limit*."""
+    total, stack = 0, [value]
     while stack:
         item = stack.pop()
         kind = type(item)
@@ -330,24 +322,20 @@ def measure(value, limit: int) -> bool:
             total += item.bit_length() // 3 + 2
         elif kind is list or kind is tuple or kind is set or kind is frozenset:
             total += len(item) + 2
-            plain = plain and kind is not set and kind is not frozenset
             if total <= limit:
                 stack.extend(item)
         elif kind is dict:
             total += 2 * len(item) + 2
             if total <= limit:
-                plain = plain and all(type(k) in _KEYS for k in item)
                 stack.extend(item)
                 stack.extend(item.values())
         elif kind is Decimal:
             check_int_source(item)
             total += 32
         else:
-            plain = plain and kind in SCALARS
             total += 64
         if total > limit:
             refuse(f"value is too large: more than {limit:,} characters when printed or stored (size bound)")
-    return plain
 
 
 def check_printable(value) -> None:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import date, datetime
+import re
+import reprlib
+import sys
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -68,38 +71,115 @@ RESERVED_KEY = "typename"
 #: how deeply case data may nest (a form's data nests a few levels): restoring walks it recursively
 MAX_DATA_DEPTH = 32
 
+#: leaf types the stored state keeps as they are (exact types: a subclass would come back as its base)
+STORABLE = frozenset({str, int, float, bool, type(None), Decimal, date, datetime, _ClockedDatetime, time,
+                      timedelta, UUID})
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: JSON text holds whole numbers of up to this many digits (Python's int/str conversion limit; 0: any)
+_MAX_DIGITS = sys.get_int_max_str_digits()
+_TOO_MANY_DIGITS = 10**_MAX_DIGITS if _MAX_DIGITS else None
 
-def data_problems(value) -> dict[str, str]:
-    """What in `value` (incoming case data) could not be stored safely, by dotted path: mappings with the
-    key RESERVED_KEY, and nesting deeper than MAX_DATA_DEPTH (not looked into further)."""
+
+def _text_problem(text: str) -> str | None:
+    if not text.isascii() and _SURROGATE.search(text):
+        return "text with an unpaired surrogate (\\ud800 to \\udfff) cannot be stored"
+    return None
+
+
+def _label(key) -> str:
+    """A key as part of a path, printable even if it holds a surrogate."""
+    text = key if isinstance(key, str) else repr(key)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if _text_problem(text) else text
+
+
+def _leaf_problem(item, kind) -> str | None:
+    if kind is str:
+        return _text_problem(item)
+    if kind is int:
+        if _TOO_MANY_DIGITS and abs(item) >= _TOO_MANY_DIGITS:
+            return f"a whole number of more than {_MAX_DIGITS:,} digits cannot be stored"
+        return None
+    if kind in STORABLE:
+        return None
+    hint = "; convert it, e.g. sorted(...) for a set" if kind in (set, frozenset) else ""
+    return f"a value of type '{kind.__name__}' cannot be stored{hint}"
+
+
+def _key_problem(key) -> str | None:
+    if type(key) is not str:
+        return f"keys must be text, not {type(key).__name__} {reprlib.repr(key)}"
+    if key == RESERVED_KEY:
+        return f"'{RESERVED_KEY}' is reserved for the engine's stored values"
+    if not key.isascii() and _SURROGATE.search(key):
+        return "a key with an unpaired surrogate (\\ud800 to \\udfff) cannot be stored"
+    return None
+
+
+def _key_path(path: str, key) -> str:
+    if type(key) is not str:
+        return f"{path}[{_label(key)}]"
+    return f"{path}.{_label(key)}" if path else _label(key)
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def data_problems(value, *, seen: set[int] | None = None) -> dict[str, str]:
+    """What in `value` (case data) could not be stored and restored as it is, by path (`a.b[2]`): mappings
+    with the key RESERVED_KEY, keys that are not text, text with unpaired surrogates, whole numbers too long
+    for JSON, values of other types than STORABLE, lists, tuples and dicts, and nesting deeper than
+    MAX_DATA_DEPTH (not looked into further). `seen`: ids of containers found fine already, shared by
+    successive calls (task data shares containers) and extended by this one."""
     problems: dict[str, str] = {}
+    seen = set() if seen is None else seen
 
     def visit(item, path: str, depth: int) -> None:
-        if not isinstance(item, dict | list | tuple):
+        if id(item) in seen:
             return
         if depth > MAX_DATA_DEPTH:
             problems[path] = f"nested more than {MAX_DATA_DEPTH} levels deep"
             return
-        if isinstance(item, dict):
+        before = len(problems)
+        if type(item) is dict:
             for key, inner in item.items():
-                where = f"{path}.{key}" if path else str(key)
-                if key == RESERVED_KEY:
-                    problems[where] = f"'{RESERVED_KEY}' is reserved for the engine's stored values"
-                visit(inner, where, depth + 1)
+                kind = type(inner)
+                if type(key) is not str or key == RESERVED_KEY or not key.isascii():
+                    problem = _key_problem(key)
+                    if problem:
+                        problems[_key_path(path, key)] = problem
+                if kind in _CONTAINERS:
+                    visit(inner, _key_path(path, key), depth + 1)
+                elif (kind is not str or not inner.isascii()) and (problem := _leaf_problem(inner, kind)):
+                    problems[_key_path(path, key)] = problem
         else:
             for index, inner in enumerate(item):
-                visit(inner, f"{path}[{index}]", depth + 1)
+                kind = type(inner)
+                if kind in _CONTAINERS:
+                    visit(inner, f"{path}[{index}]", depth + 1)
+                elif (kind is not str or not inner.isascii()) and (problem := _leaf_problem(inner, kind)):
+                    problems[f"{path}[{index}]"] = problem
+        if len(problems) == before:
+            seen.add(id(item))
 
-    visit(value, "", 0)
+    if type(value) in _CONTAINERS:
+        visit(value, "", 0)
+    elif problem := _leaf_problem(value, type(value)):
+        problems[""] = problem
     return problems
+
+
+def describe_problems(problems: dict[str, str]) -> str:
+    """The first of `data_problems`, as 'path: problem (and N more)'."""
+    path, problem = next(iter(problems.items()))
+    return f"{path}: {problem}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
 
 
 class _Registry(DefaultRegistry):
     def restore(self, val, **kwargs):
         """`DictionaryConverter.restore` (SpiffWorkflow 3.2.0), except that a mapping whose `typename` names
         no registered type, or that the type's converter cannot read, is restored as data: SpiffWorkflow
-        failed on it, and the case could never be restored again. Case data cannot carry the key
-        (`data_problems`), and scripts cannot name it, but a script's dict literal can hold it."""
+        failed on it, and the case could never be restored again. Case data with the key is refused now
+        (`data_problems`, `dump_state`), but state stored before may hold it."""
         val_type = type(val)
         if val_type in _JSON_PRIMITIVE_TYPES:
             return val
@@ -133,6 +213,11 @@ def _build_serializer() -> BpmnWorkflowSerializer:
         date, lambda v: {"value": v.isoformat()}, lambda v: date.fromisoformat(v["value"]), typename="date"
     )
     registry.register(Decimal, lambda v: {"value": str(v)}, lambda v: Decimal(v["value"]), typename="Decimal")
+    registry.register(time, lambda v: {"value": v.isoformat()}, lambda v: time.fromisoformat(v["value"]),
+                      typename="time")
+    # SpiffWorkflow's own conversion drops the microseconds; state it wrote (without them) restores alike
+    registry.register(timedelta, lambda v: {"days": v.days, "seconds": v.seconds, "microseconds": v.microseconds},
+                      lambda v: timedelta(**v), typename="timedelta")
     # the datetime class SpiffWorkflow's timers see (clock.py) serialises like a datetime
     registry.typenames[_ClockedDatetime] = registry.typenames[datetime]
     return BpmnWorkflowSerializer(registry)
@@ -182,9 +267,10 @@ def dump_state(workflow: BpmnWorkflow) -> str:
     """The instance state without its spec, as JSON text: what `BpmnWorkflowConverter.to_dict` makes,
     in its key order, but without converting the spec (a third of the work) only to drop it.
 
-    A task whose data has the variable RESERVED_KEY (which a script or a decision can set; input is
-    checked before) is a ModelError: stored, the task's whole data would be taken for a typed value."""
-    _refuse_reserved_variable(workflow)
+    Task data that could not be stored as it is (`data_problems`: checked at input, but a script or a
+    decision can make it) is a ModelError at the first task that has it.
+    """
+    _refuse_unstorable(workflow)
     owner = _WORKFLOW_CONVERTER
     with _EncoderMode():
         dct = WorkflowConverter.to_dict(owner, workflow)
@@ -196,14 +282,34 @@ def dump_state(workflow: BpmnWorkflow) -> str:
     return _dumps(dct)
 
 
-def _refuse_reserved_variable(workflow: BpmnWorkflow) -> None:
-    marked = [task for part in (workflow, *workflow.subprocesses.values()) for task in part.tasks.values()
-              if RESERVED_KEY in task.data]
-    if marked:
-        first = min(marked, key=lambda task: task.last_state_change)
-        raise ModelError(f"the variable '{RESERVED_KEY}' is reserved for the engine's stored values; the model "
-                         "set it (rename it in the script or decision)",
+def _refuse_unstorable(workflow: BpmnWorkflow) -> None:
+    failing = []
+    seen: set[int] = set()
+    for part in (workflow, *workflow.subprocesses.values()):
+        for task in part.tasks.values():
+            if _new_problems(task, seen):
+                failing.append(task)
+    if failing:
+        first = min(failing, key=lambda task: task.last_state_change)
+        raise ModelError(f"the task data cannot be stored: {describe_problems(data_problems(first.data))}; the "
+                         "model made it (change the script or decision)",
                          element_id=first.task_spec.bpmn_id or first.task_spec.name)
+
+
+def _new_problems(task, seen: set[int]) -> dict[str, str]:
+    """The problems of the task's data that its parent's data does not have (there, they are found at the
+    parent): only its values that differ from the parent's are looked at."""
+    data, parent = task.data, task.parent
+    if parent is None:
+        return data_problems(data, seen=seen)
+    inherited = parent.data
+    if data == inherited:
+        return {}
+    return data_problems({key: value for key, value in data.items() if inherited.get(key, _MISSING) != value},
+                         seen=seen)
+
+
+_MISSING = object()
 
 
 def load_state(text: str, spec, subprocess_specs: dict, script_engine=None) -> BpmnWorkflow:

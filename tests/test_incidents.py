@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 
 import pytest
 from click.testing import CliRunner
@@ -19,7 +20,7 @@ from engine import worker
 from engine.cli import main
 from engine.errors import StaleTask, ValidationFailed
 from engine.migration import migrate_instances
-from engine.models import Incident, ProcessInstance
+from engine.models import Incident, ProcessInstance, Task
 from engine.runtime import instance_data
 from tests import modelkit
 from tests import workerkit as wk
@@ -221,3 +222,113 @@ def test_the_reserved_variable_typename_stops_a_model_at_deploy_or_at_its_save(o
     with pytest.raises(ModelError, match="'typename' is reserved") as refused:
         serialization.dump_state(workflow)
     assert refused.value.element_id == "script"
+
+
+def test_datetimes_and_times_a_script_builds_are_stored_and_come_back(org):
+    script = "\n".join([
+        "deadline = datetime.datetime(2026, 12, 1, 9, 0)",
+        "parsed = datetime.datetime.fromisoformat('2026-12-01T09:00+01:00')",
+        "client = dict(client)",
+        "client['checked_at'] = datetime.datetime.strptime('01.01.2026', '%d.%m.%Y')",
+        "meeting = datetime.time(9, 30)",
+        "pause = datetime.timedelta(seconds=1, microseconds=5)",
+    ])
+    wk.deploy_models(org, dated=modelkit.with_script("dated", script))
+    iid = wk.start(org, "dated", client={"name": "Ada"})
+    (first,) = wk.open_tasks(org, iid)
+    with org.transaction() as s:
+        assert not org.runtime(s).complete(first.id, user="alice", data={}).has_incident
+    data = _data(org, iid)
+    assert data["deadline"] == datetime(2026, 12, 1, 9, 0)
+    assert data["parsed"] == datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    assert data["client"] == {"name": "Ada", "checked_at": datetime(2026, 1, 1)}
+    assert data["meeting"] == dt_time(9, 30) and data["pause"] == timedelta(seconds=1, microseconds=5)
+    assert wk.open_elements(org, iid) == ["after"]
+
+
+@pytest.mark.parametrize("script, problem", [
+    ("x = {'typename': 'Decimal', 'value': '1.5'}", "x.typename: 'typename' is reserved"),
+    ("y = [{'a': {'typename': 'datetime'}}]", "y[0].a.typename: 'typename' is reserved"),
+    ("counts = {1: 'one'}", "counts[1]: keys must be text, not int 1"),
+    ("big = 10 ** 5000", "big: a whole number of more than 4,300 digits cannot be stored"),
+    ("raw = b'abc'", "raw: a value of type 'bytes' cannot be stored"),
+    ("tags = {'a'}", "tags: a value of type 'set' cannot be stored"),
+    ("text = json_loads('\"\\\\ud800\"')", "text: text with an unpaired surrogate"),
+    ("client['inner']['when'] = {2: 'x'}", "client.inner.when[2]: keys must be text"),
+    ("client = lambda: 1", "the data variable 'client' cannot hold a function"),
+])
+def test_data_a_script_cannot_store_is_an_incident_at_the_script_and_nothing_is_lost(org, script, problem):
+    wk.deploy_models(org, odd=modelkit.with_script("odd", script))
+    iid = wk.start(org, "odd", client={"inner": {}})
+    (first,) = wk.open_tasks(org, iid)
+    with org.transaction() as s:
+        assert org.runtime(s).complete(first.id, user="alice", data={}).has_incident
+    (incident,) = _incidents(org, iid)
+    assert incident.element_id == "script" and problem in incident.message
+    assert _data(org, iid) == {"initiator": "alice", "client": {"inner": {}}}
+
+
+def test_data_a_decision_makes_that_cannot_be_stored_is_refused_at_the_save(org):
+    """Not only scripts: whatever model code leaves in a task's data is checked when the state is saved."""
+    from engine import serialization
+    from engine.errors import ModelError
+
+    wk.deploy_models(org, plain=modelkit.with_script("plain", "n = 1"))
+    iid = wk.start(org, "plain")
+    (task,) = wk.open_tasks(org, iid)
+    with org.transaction() as s:
+        org.runtime(s).complete(task.id, user="alice", data={})
+        workflow = org.runtime(s).load_workflow(s.get(ProcessInstance, iid))
+    script = next(t for t in workflow.tasks.values() if t.task_spec.bpmn_id == "script")
+    script.data["result"] = {"rows": [{3: "x"}], "at": dt_time(9, 0)}
+    with pytest.raises(ModelError, match=r"result\.rows\[0\]\[3\]: keys must be text") as refused:
+        serialization.dump_state(workflow)
+    assert refused.value.element_id == "script"
+
+
+@pytest.mark.parametrize("act", ["start", "complete", "set_data", "message"])
+def test_text_with_an_unpaired_surrogate_is_refused_as_input(org, act):
+    """Stored, it would make every later display of the case fail (it cannot be encoded as UTF-8)."""
+    wk.deploy_models(org, plain=modelkit.with_script("plain", "n = 1"), waiter=modelkit.message_wait())
+    bad = {"note": "ok", "nested": {"a": ["\ud800"]}}
+    iid = wk.start(org, "waiter" if act == "message" else "plain")
+    with pytest.raises(ValidationFailed) as refused, org.transaction() as s:
+        runtime = org.runtime(s)
+        if act == "start":
+            runtime.start("plain", user="alice", data=bad)
+        elif act == "complete":
+            task_id = s.scalars(select(Task.id).where(Task.instance_id == iid)).one()
+            runtime.complete(task_id, user="alice", data=bad)
+        elif act == "set_data":
+            runtime.set_data(iid, bad, user="lena")
+        else:
+            runtime.send_message(iid, "go", user="alice", payload=bad)
+    assert "unpaired surrogate" in refused.value.errors["nested.a[0]"][0]
+
+
+def test_a_loop_that_never_waits_is_an_incident_at_the_loop_and_the_case_keeps_its_state(org, monkeypatch):
+    from engine import runtime
+
+    assert runtime.MAX_ENGINE_STEPS == 2_000
+    monkeypatch.setattr(runtime, "MAX_ENGINE_STEPS", 300)  # the bound's steps take long in SpiffWorkflow
+    body = "\n".join([
+        '<bpmn:startEvent id="start" />', modelkit.user_task("first", "Erfassen"),
+        '<bpmn:scriptTask id="inc"><bpmn:script>i = i + 1</bpmn:script></bpmn:scriptTask>',
+        '<bpmn:exclusiveGateway id="gw" default="back" />', modelkit.user_task("after", "Weiter"),
+        '<bpmn:endEvent id="end" />',
+        modelkit.flow("f1", "start", "first"), modelkit.flow("f2", "first", "inc"), modelkit.flow("f3", "inc", "gw"),
+        modelkit.flow("out", "gw", "after", "i >= n"), modelkit.flow("back", "gw", "inc"),
+        modelkit.flow("f4", "after", "end"),
+    ])
+    wk.deploy_models(org, spin=modelkit.definitions("spin", body))
+    iid = wk.start(org, "spin", i=0, n=10**9)
+    (first,) = wk.open_tasks(org, iid)
+    with org.transaction() as s:
+        assert org.runtime(s).complete(first.id, user="alice", data={}).has_incident
+    (incident,) = _incidents(org, iid)
+    assert incident.element_id in ("inc", "gw") and "more than 300 steps" in incident.message
+    assert _data(org, iid)["i"] == 0 and wk.instance(org, iid).status == "running"
+    with org.transaction() as s:
+        org.runtime(s).set_data(iid, {"n": 140}, user="lena")  # 280 steps: within the bound
+        org.runtime(s).retry(iid, user="lena")
+    assert wk.open_elements(org, iid) == ["after"] and _data(org, iid)["i"] == 140

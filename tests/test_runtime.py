@@ -425,20 +425,25 @@ def test_data_with_the_stored_states_type_marker_is_refused_wherever_it_comes_in
     _reload_equal(org, iid)
 
 
-def test_a_script_made_mapping_with_an_unknown_type_marker_restores_as_data(org):
-    """Scripts are not checked like input: a mapping they make with a "typename" that names no stored type,
-    or one that the type cannot read, comes back as the data it was (SpiffWorkflow failed on it, and the
-    case could not be restored)."""
+def test_a_mapping_with_a_type_marker_is_refused_at_save_and_an_old_stored_one_restores_as_data(org):
+    """Stored, a mapping of case data with a "typename" key at any depth would be taken for a typed value
+    (or fail to restore): the save refuses it at the task that has it. A state that an earlier release
+    stored with one restores it as the data it was."""
     _deploy(org, chain=modelkit.chain(n=2))
     iid = _start(org, "chain")
+    art = {"typename": "Beratung", "n": [1, {"typename": 2}], "when": {"typename": "datetime"}}
     with org.transaction() as s:
-        instance = s.get(ProcessInstance, iid)
-        workflow = org.runtime(s).load_workflow(instance)
-        art = {"typename": "Beratung", "n": [1, {"typename": 2}], "when": {"typename": "datetime"}}
-        workflow.get_tasks(state=TaskState.READY)[0].data["art"] = art
-        restored = serialization.load_state(serialization.dump_state(workflow), workflow.spec,
-                                            workflow.subprocess_specs)
-    assert restored.get_tasks(state=TaskState.READY)[0].data["art"] == art
+        workflow = org.runtime(s).load_workflow(s.get(ProcessInstance, iid))
+        task = workflow.get_tasks(state=TaskState.READY)[0]
+        task.data["art"] = art
+        with pytest.raises(ModelError, match=r"art\.typename: 'typename' is reserved .*\(and 2 more\)") as refused:
+            serialization.dump_state(workflow)
+        assert refused.value.element_id == task.task_spec.bpmn_id
+        del task.data["art"]
+        stored = json.loads(serialization.dump_state(workflow))
+        stored["tasks"][str(task.id)]["data"]["art"] = art
+        restored = serialization.load_state(json.dumps(stored), workflow.spec, workflow.subprocess_specs)
+    assert restored.get_task_from_id(task.id).data["art"] == art
 
 
 def test_a_loop_run_far_more_than_a_thousand_task_levels_deep_keeps_going():

@@ -253,7 +253,7 @@ def test_normal_expressions(expression, expected):
     assert ENGINE.evaluate(task, expression) == expected
 
 
-def test_script_assigns_variables_and_drops_non_data():
+def test_script_assigns_variables_and_drops_its_tools():
     task = make_task({"items": [1, 2, 3], "old": 1, "keep": "k"}, bpmn_id="Script_1")
     script = (
         "total = 0\n"
@@ -264,7 +264,11 @@ def test_script_assigns_variables_and_drops_non_data():
         "doubled = [double(i) for i in items]\n"
         "due = datetime.date(2026, 1, 1) + datetime.timedelta(days=3)\n"
         "m = re.match('a', 'a')\n"
-        "tags = {'a', 'b'}\n"
+        "pattern = re.compile('a')\n"
+        "pairs = zip(items, items)\n"
+        "numbers = range(3)\n"
+        "utc = datetime.timezone.utc\n"
+        "D = Decimal\n"
         "price = Decimal('9.99')\n"
         "del old\n"
     )
@@ -272,8 +276,50 @@ def test_script_assigns_variables_and_drops_non_data():
     assert task.data["total"] == 6 and task.data["doubled"] == [2, 4, 6]
     assert task.data["due"] == dt.date(2026, 1, 4) and task.data["price"] == Decimal("9.99")
     assert task.data["keep"] == "k" and "old" not in task.data
-    for gone in ("double", "m", "tags", "__builtins__", "_getattr_"):
+    for gone in ("double", "m", "pattern", "pairs", "numbers", "utc", "D", "__builtins__", "_getattr_"):
         assert gone not in task.data
+
+
+def test_script_keeps_datetimes_it_builds():
+    task = make_task({"client": {"name": "Ada"}}, bpmn_id="Script_1")
+    ENGINE.execute(task, (
+        "deadline = datetime.datetime(2026, 12, 1, 9, 0)\n"
+        "parsed = datetime.datetime.fromisoformat('2026-12-01T09:00')\n"
+        "read = datetime.datetime.strptime('01.12.2026', '%d.%m.%Y')\n"
+        "joined = datetime.datetime.combine(datetime.date(2026, 12, 1), datetime.time(9, 30))\n"
+        "meeting = datetime.time(9, 30)\n"
+        "client = dict(client)\n"
+        "client['checked_at'] = datetime.datetime(2026, 1, 1, 9, 0)\n"
+    ))
+    assert task.data["deadline"] == task.data["parsed"] == dt.datetime(2026, 12, 1, 9, 0)
+    assert task.data["read"] == dt.datetime(2026, 12, 1)
+    assert task.data["joined"] == dt.datetime(2026, 12, 1, 9, 30)
+    assert task.data["meeting"] == dt.time(9, 30)
+    assert task.data["client"] == {"name": "Ada", "checked_at": dt.datetime(2026, 1, 1, 9, 0)}
+
+
+@pytest.mark.parametrize("script, message", [
+    ("tags = {'a', 'b'}", "tags: a value of type 'set' cannot be stored"),
+    ("raw = b'abc'", "raw: a value of type 'bytes' cannot be stored"),
+    ("big = 10 ** 5000", "big: a whole number of more than 4,300 digits cannot be stored"),
+    ("counts = {1: 'one'}", "counts[1]: keys must be text, not int 1"),
+    ("x = {'typename': 'Decimal', 'value': '1.5'}", "x.typename: 'typename' is reserved"),
+    ("y = [{'a': {'typename': 'x'}}]", "y[0].a.typename: 'typename' is reserved"),
+    ("z = json_loads('{\"typename\": \"datetime\", \"value\": \"2026-01-01\"}')", "z.typename: 'typename'"),
+    ("s = json_loads('\"\\\\ud800\"')", "s: text with an unpaired surrogate"),
+    ("d = {chr(0xdc00): 1}", "d.\\udc00: a key with an unpaired surrogate"),
+    ("items = [len]", "items[0]: a value of type 'builtin_function_or_method' cannot be stored"),
+    ("keep = lambda: 1", "the data variable 'keep' cannot hold a function"),
+    ("keep = re.compile('a')", "the data variable 'keep' cannot hold a regular expression"),
+    ("keep = map(str, [1])", "the data variable 'keep' cannot hold a map"),
+])
+def test_a_value_that_cannot_be_stored_stops_the_script_and_changes_nothing(script, message):
+    task = make_task({"keep": "k"}, bpmn_id="Script_1")
+    with pytest.raises(ExpressionError) as caught:
+        ENGINE.execute(task, script)
+    assert caught.value.element_id == "Script_1"
+    assert message in str(caught.value)
+    assert task.data == {"keep": "k"}
 
 
 def test_data_objects_are_visible_but_not_copied():
