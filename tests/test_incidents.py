@@ -211,13 +211,7 @@ def test_the_reserved_variable_typename_stops_a_model_at_deploy_or_at_its_save(o
     with pytest.raises(ModelError) as refused:
         _deploy(org, marker=modelkit.with_script("marker", 'typename = "datetime"'))
     assert "forbidden name 'typename'" in str(refused.value.findings)
-    wk.deploy_models(org, plain=modelkit.with_script("plain", "n = 1"))
-    iid = wk.start(org, "plain")
-    (task,) = wk.open_tasks(org, iid)
-    with org.transaction() as s:
-        org.runtime(s).complete(task.id, user="alice", data={})
-        workflow = org.runtime(s).load_workflow(s.get(ProcessInstance, iid))
-    script = next(t for t in workflow.tasks.values() if t.task_spec.bpmn_id == "script")
+    workflow, script = _ran_a_script(org)
     script.data["typename"] = "datetime"
     with pytest.raises(ModelError, match="'typename' is reserved") as refused:
         serialization.dump_state(workflow)
@@ -268,18 +262,23 @@ def test_data_a_script_cannot_store_is_an_incident_at_the_script_and_nothing_is_
     assert _data(org, iid) == {"initiator": "alice", "client": {"inner": {}}}
 
 
-def test_data_a_decision_makes_that_cannot_be_stored_is_refused_at_the_save(org):
-    """Not only scripts: whatever model code leaves in a task's data is checked when the state is saved."""
-    from engine import serialization
-    from engine.errors import ModelError
-
+def _ran_a_script(org):
+    """A case whose script task ran (its workflow, read back) and that task."""
     wk.deploy_models(org, plain=modelkit.with_script("plain", "n = 1"))
     iid = wk.start(org, "plain")
     (task,) = wk.open_tasks(org, iid)
     with org.transaction() as s:
         org.runtime(s).complete(task.id, user="alice", data={})
         workflow = org.runtime(s).load_workflow(s.get(ProcessInstance, iid))
-    script = next(t for t in workflow.tasks.values() if t.task_spec.bpmn_id == "script")
+    return workflow, next(t for t in workflow.tasks.values() if t.task_spec.bpmn_id == "script")
+
+
+def test_data_a_decision_makes_that_cannot_be_stored_is_refused_at_the_save(org):
+    """Not only scripts: whatever model code leaves in a task's data is checked when the state is saved."""
+    from engine import serialization
+    from engine.errors import ModelError
+
+    workflow, script = _ran_a_script(org)
     script.data["result"] = {"rows": [{3: "x"}], "at": dt_time(9, 0)}
     with pytest.raises(ModelError, match=r"result\.rows\[0\]\[3\]: keys must be text") as refused:
         serialization.dump_state(workflow)
