@@ -452,7 +452,8 @@ def _lint_ignored_features(root, decision_outputs):
 
 def _lint_event_subprocesses(process):
     """SpiffWorkflow 3.2 runs every event subprocess as non-interrupting: say so where the model asks
-    for an interrupting one (BPMN's default for an event subprocess's start event)."""
+    for an interrupting one (BPMN's default for an event subprocess's start event). And it catches a
+    non-interrupting message boundary event once, where BPMN waits for the next message again."""
     for sub in process.iter(_b("subProcess")):
         if sub.get("triggeredByEvent") != "true":
             continue
@@ -461,6 +462,11 @@ def _lint_event_subprocesses(process):
                 yield start.get("id"), "warning", (
                     "interrupting event subprocesses are not supported: it runs without interrupting the "
                     'process; set isInterrupting="false" or model the interruption with a boundary event')
+    for boundary in process.iter(_b("boundaryEvent")):
+        if boundary.get("cancelActivity") == "false" and boundary.find(_b("messageEventDefinition")) is not None:
+            yield boundary.get("id"), "warning", (
+                "a non-interrupting message boundary event catches its message once per run of its activity "
+                "(SpiffWorkflow does not wait for it again); a second message is refused")
 
 
 def _expression(text, node, what, mode="eval"):

@@ -353,6 +353,13 @@ def test_an_id_that_is_not_an_xml_name_is_an_error(pid):
     assert [(f.element_id, "not a valid XML name" in f.message) for f in result.errors][:1] == [(pid, True)]
 
 
+def test_a_non_interrupting_message_boundary_event_is_a_warning():
+    task = ('<bpmn:userTask id="u"/><bpmn:boundaryEvent id="b" attachedToRef="u" cancelActivity="false">'
+            '<bpmn:messageEventDefinition messageRef="m"/></bpmn:boundaryEvent>')
+    result = check_sources({"a.bpmn": linear(task, "u", extra='<bpmn:message id="m" name="update"/>')})
+    assert result.ok and [f.element_id for f in result.warnings if "catches its message once" in f.message] == ["b"]
+
+
 def test_user_task_expressions_are_checked():
     task = '<bpmn:userTask id="u" camunda:assignee="${bean.find()}" camunda:candidateGroups="${unit}:lead"/>'
     result = check_sources({"a.bpmn": linear(task, "u")})
