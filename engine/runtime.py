@@ -59,6 +59,14 @@ SYSTEM = "system"
 _LENT = "fallwerk.lent_workflows"  # session.info: workflows read by views in this session (see hand_in)
 
 
+#: characters a task's draft may hold (a form's text as typed; far more than any form of the network needs)
+MAX_DRAFT = 200_000
+
+
+class DraftTooLarge(ValidationFailed):
+    code = "draft_too_large"
+
+
 #: engine steps (tasks run) one act may take without the case waiting: a loop that never waits is stopped.
 #: SpiffWorkflow walks the task tree at every step, so the time grows with the square of the steps: 2,000
 #: take about 4 s here, while the instance stays locked; no procedure of the network takes 100.
@@ -205,7 +213,10 @@ class Runtime:
         if row.state != "open":
             raise StaleTask(_stale_message(row), element_id=row.element_id)
         self._may_act(row, user)
-        row.draft_json = json.dumps(data, ensure_ascii=False, default=str)
+        text = json.dumps(data, ensure_ascii=False, default=str)
+        if len(text) > MAX_DRAFT:  # read with the task on every page of it
+            raise DraftTooLarge(f"a draft may hold at most {MAX_DRAFT:,} characters, not {len(text):,}")
+        row.draft_json = text
         self.session.flush()
         return row
 

@@ -131,6 +131,17 @@ def test_a_draft_is_saved_and_fills_the_form_again(client, web):
     assert f"{NOTES}</textarea>" in page
 
 
+def test_a_draft_too_long_to_store_is_refused_and_the_entered_text_stays_on_the_page(client, web):
+    _, task_id = _advise(web, client)
+    client.post(f"/tasks/{task_id}", data={"action": "draft", "sessions": "", "advice_notes": NOTES})
+    long_notes = "Gesprächsnotiz " * 20_000  # 300,000 characters
+    response = client.post(f"/tasks/{task_id}", data={"action": "draft", "sessions": "", "advice_notes": long_notes})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and "Der Entwurf ist zu lang" in page and long_notes.strip() in page
+    with web.transaction() as s:
+        assert json.loads(s.get(Task, task_id).draft_json)["advice_notes"] == NOTES  # the earlier draft stays
+
+
 def test_a_task_completed_by_someone_else_keeps_the_entered_values(client, web):
     _, task_id = _advise(web, client)
     complete(web, task_id, "bob", sessions=1)

@@ -13,6 +13,7 @@ from engine.errors import FallwerkError, PermissionDenied, StaleTask, Validation
 from engine.forms import deep_merge
 from engine.forms.wtf import field_name
 from engine.policy import Permission
+from engine.runtime import DraftTooLarge
 
 from .. import database
 from ..auth import me
@@ -131,6 +132,11 @@ def _work_on(task_id: str, action: str):
             runtime.save_draft(task.id, user=user.username, data=form.draft_values())
         except (StaleTask, PermissionDenied):
             return _again(task_id, stale=True)
+        except DraftTooLarge:
+            database.rollback()
+            flash(_("Der Entwurf ist zu lang, um ihn zu speichern. Bitte kürzen Sie die Eingaben; nichts wurde "
+                    "gespeichert."), "error")
+            return _page(ctx, form, status=422)
         flash(_("Entwurf gespeichert."), "success")
         return redirect(url_for("tasks.show", task_id=task.id), code=303)
     return _page(ctx, form)  # "refresh": show or hide fields for the values entered so far
