@@ -9,6 +9,8 @@
   times, the walks no longer saw the current tasks, and the workflow took itself for completed. Many
   walks are made inside SpiffWorkflow (joins, `is_completed`), so the default itself is changed.
 - Camunda multi-instance activities never change their task spec at run time (`_camunda_multi_instance`).
+- Timer durations count at most 100 years of months (`_bounded_durations`): SpiffWorkflow adds up the days
+  of every month, so a duration from case data like P9999999999Y kept a process busy for hours.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 from SpiffWorkflow.bpmn.exceptions import WorkflowDataException
 from SpiffWorkflow.bpmn.serializer.default.task_spec import MultiInstanceTaskConverter
 from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins import BpmnSpecMixin
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.camunda.specs import multiinstance_task as camunda_mi
@@ -123,9 +126,30 @@ def _camunda_multi_instance() -> None:
         MultiInstanceTaskConverter.to_dict = _raw_multi_instance_to_dict(MultiInstanceTaskConverter.to_dict)
 
 
+#: months a duration may span (the check refuses longer literal values: engine.expressions.MAX_DURATION)
+MAX_DURATION_MONTHS = 1200
+
+
+def _bounded(count):
+    def bounded(parsed_duration, *args):
+        months = parsed_duration.get("years", 0) * 12 + parsed_duration.get("months", 0)
+        if months > MAX_DURATION_MONTHS:
+            raise ValueError(f"a duration of {months:,} months is longer than 100 years")
+        return count(parsed_duration, *args)
+    bounded.fallwerk_bounded = True
+    return staticmethod(bounded)
+
+
+def _bounded_durations() -> None:
+    for name in ("get_timedelta_from_start", "get_timedelta_from_end"):
+        if not getattr(getattr(TimerEventDefinition, name), "fallwerk_bounded", False):
+            setattr(TimerEventDefinition, name, _bounded(getattr(TimerEventDefinition, name)))
+
+
 def apply() -> None:
     for name in SPIFF_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for cls in (TaskIterator, BpmnTaskIterator):
         _without_depth_limit(cls)
     _camunda_multi_instance()
+    _bounded_durations()

@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from SpiffWorkflow.task import TaskState
+from sqlalchemy import select
 
 from engine import worker
 from engine.errors import FallwerkError, StaleTask
 from engine.mirror import TIMER_VALUES, waiting_timer
-from engine.models import ProcessInstance
+from engine.models import Incident, ProcessInstance
 from tests import modelkit
 from tests import workerkit as wk
 
@@ -69,6 +70,17 @@ def test_a_timer_date_from_process_data(org):
     wk.deploy_models(org, expr=wk.catch_timer("expr", "${deadline}", "timeDate"))
     iid = wk.start(org, "expr", deadline="2026-12-24T08:00:00Z")
     assert wk.waiting(org, iid) == [("pause", datetime(2026, 12, 24, 8, 0, tzinfo=UTC))]
+
+
+def test_a_duration_from_process_data_longer_than_a_century_is_an_incident_at_once(org):
+    """SpiffWorkflow counts the days of every month of a duration: P9999999999Y kept a process busy for hours."""
+    wk.deploy_models(org, expr=wk.catch_timer("expr", "${wait}", "timeDuration"))
+    iid = wk.start(org, "expr", wait="P9999999999Y")
+    with org.transaction() as s:
+        assert s.get(ProcessInstance, iid).has_incident
+        [incident] = s.scalars(select(Incident).where(Incident.instance_id == iid)).all()
+        assert "longer than 100 years" in incident.message
+    assert wk.waiting(org, wk.start(org, "expr", wait="P2D"))  # a sensible one waits as before
 
 
 def test_an_interrupting_boundary_timer_withdraws_the_task(org):
