@@ -727,6 +727,9 @@ def test_a_consultation_called_from_an_intervention_can_be_escalated():
     run.complete("Task_DocumentIntervention", {"activity_notes": "Geheim", "contact_established": True})
     run.complete("Task_ReviewIntervention", {"review_outcome": "commissioned", "review_note": "Beratung gewünscht"})
     run.complete("Task_RecordRequest", {**REQUEST, "channel": "proaktiv"})
+    from webapp.services import casework
+
+    assert casework.waits_for_message(run._workflow(), casework.ESCALATION_MESSAGE)  # the case page offers it
     run.send_message("escalation_requested", {"escalation_kind": "support", "escalation_reason": "x"})
     with run.db.transaction() as s:
         assert Run._incidents(s, run.instance_id) == []

@@ -188,13 +188,16 @@ def waits_for_message(workflow, name: str) -> bool:
         return True
     if workflow.is_completed():
         return False
-    # event subprocesses of the top process listen as long as it runs (SpiffWorkflow keeps them as
-    # trigger specs of the start task, not as waiting tasks)
-    for spec_name in getattr(workflow.spec.start, "trigger_specs", ()):
-        spec = workflow.subprocess_specs.get(spec_name)
-        if spec is not None and any(catches(ts) for ts in spec.task_specs.values()
-                                    if type(ts).__name__ == "StartEvent"):
-            return True
+    # event subprocesses listen as long as their process runs, the top one and called ones alike
+    # (SpiffWorkflow keeps them as trigger specs of the start task, not as waiting tasks; the runtime
+    # starts those of called processes itself)
+    running = [workflow.spec, *(sub.spec for sub in workflow.subprocesses.values() if not sub.completed)]
+    for process_spec in running:
+        for spec_name in getattr(getattr(process_spec, "start", None), "trigger_specs", ()):
+            spec = workflow.subprocess_specs.get(spec_name)
+            if spec is not None and any(catches(ts) for ts in spec.task_specs.values()
+                                        if type(ts).__name__ == "StartEvent"):
+                return True
     return False
 
 
