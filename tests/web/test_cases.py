@@ -129,12 +129,10 @@ def test_an_allowed_file_is_stored_outside_the_web_root_and_downloaded_as_attach
     ("rechnung\u202etxt.exe\u202c.txt", "rechnungtxt.exe.txt"),  # no direction overrides to disguise a name
     ("../../etc/.hidden.txt", "hidden.txt"),
 ])
-def test_a_file_name_keeps_its_extension_and_loses_what_could_mislead(app, client, case, name, kept):
+def test_a_file_name_keeps_its_extension_and_loses_what_could_mislead(web, client, case, name, kept):
     assert _upload(client, case, name, b"Notiz\n").status_code == 303
-    with app.app_context():
-        from webapp import database
-
-        assert database.session().scalars(select(CaseAttachment.filename)).all() == [kept]
+    with web.transaction() as s:
+        assert s.scalars(select(CaseAttachment.filename)).all() == [kept]
 
 
 def test_a_stored_file_is_removed_when_its_row_is_rolled_back_and_kept_when_committed(web, tmp_path):
