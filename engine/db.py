@@ -21,7 +21,9 @@ from sqlalchemy.orm.exc import StaleDataError
 from . import checkpoints, config, writes
 from .errors import Conflict
 
-MAX_ID = 2**31 - 1  # the ids' type on PostgreSQL (INTEGER): a larger number names no row
+#: PostgreSQL's INTEGER, the type of ids, versions and priorities: a number outside it names no row
+INTEGER_RANGE = (-2**31, 2**31 - 1)
+MAX_ID = INTEGER_RANGE[1]
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -34,6 +34,7 @@ from sqlalchemy.orm.util import identity_key
 
 from . import audit, direct, mirror, policy, serialization, writes
 from .clock import Clock, engine_time
+from .db import INTEGER_RANGE
 from .deploy import form_reference, latest_definition, start_event_spec
 from .errors import (
     ExpressionError,
@@ -881,7 +882,6 @@ def _check_storable(data: dict) -> None:
 
 
 _INTEGER = re.compile(r"\s*-?[0-9]{1,12}\s*")
-_INT_RANGE = (-2**31, 2**31 - 1)  # the priority column's
 
 
 def _priority(value) -> int:
@@ -889,7 +889,8 @@ def _priority(value) -> int:
     range), else the default 50."""
     if not _INTEGER.fullmatch(str(value if value is not None else "")):
         return 50
-    return min(max(int(value), _INT_RANGE[0]), _INT_RANGE[1])
+    low, high = INTEGER_RANGE
+    return min(max(int(value), low), high)
 
 
 def _split(value: str | list | None) -> list[str]:

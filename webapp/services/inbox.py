@@ -19,6 +19,7 @@ from sqlalchemy import exists, func, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from engine import queries
+from engine.db import INTEGER_RANGE
 from engine.models import ProcessDefinition, ProcessInstance, Task, TaskCandidate, Unit, User
 
 VIEWS = ("mine", "team")
@@ -207,7 +208,7 @@ def decode_cursor(text: str | None, sort: str = "due") -> list | None:
             return None
         if sort == "priority":
             whole = isinstance(value[0], int) and not isinstance(value[0], bool)
-            return value if whole and -2**31 <= value[0] < 2**31 else None
+            return value if whole and INTEGER_RANGE[0] <= value[0] <= INTEGER_RANGE[1] else None
         if value[0] is None and sort == "due":
             return value
         if isinstance(value[0], str):
