@@ -151,8 +151,7 @@ def test_a_vote_over_a_collection_ends_the_same_with_or_without_a_new_process_be
     for restart in (False, True):
         acts = Acts(org, restart=restart)
         iid = acts.start("vote", reviewers=list(REVIEWERS))
-        for user in (REVIEWERS if sequential else reversed(REVIEWERS)):
-            acts.complete(acts.task_of(iid, user).id, user, vote=VOTES[user])
+        _vote(acts, iid, REVIEWERS if sequential else reversed(REVIEWERS))
         outcomes.append(acts.state(iid))
     in_one_process, restarted = outcomes
     assert in_one_process == ("completed", {"reviewers": EXPECTED_VOTES, "initiator": "carla"})
